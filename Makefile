@@ -1,0 +1,41 @@
+# Two commands for a fresh machine: `make serve` and `make test`.
+# Both create (or reuse) .venv, install the project with its extras and make sure libopus is there.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.callbridge-installed
+HOST ?= 127.0.0.1
+PORT ?= 8765
+
+.PHONY: serve test test-nojit lint bench check clean
+
+$(STAMP): pyproject.toml scripts/ensure-libopus.sh
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callbridge: Python >= 3.11 is required (found %s)" % sys.version.split()[0])'
+	@scripts/ensure-libopus.sh $(PYTHON)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/callbridge serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/dsp
+
+test-nojit: $(STAMP)
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+check: $(STAMP)
+	$(BIN)/callbridge check
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q bench --benchmark-enable --benchmark-columns=min,median,mean,ops
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
