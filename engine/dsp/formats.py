@@ -91,11 +91,11 @@ class AudioFormat:
 
     def frame_bytes(self, ms: float) -> int:
         """Bytes of ``ms`` milliseconds of audio (PCM and G.711 only)."""
-        return int(round(self.sample_rate * ms / 1000.0)) * self.channels * self.bytes_per_sample
+        return round(self.sample_rate * ms / 1000.0) * self.channels * self.bytes_per_sample
 
     def samples(self, ms: float) -> int:
         """Samples per channel in ``ms`` milliseconds."""
-        return int(round(self.sample_rate * ms / 1000.0))
+        return round(self.sample_rate * ms / 1000.0)
 
     def __str__(self) -> str:
         ch = "mono" if self.channels == 1 else f"{self.channels}ch"
