@@ -1,10 +1,140 @@
-"""The ``callbridge`` command line (filled in as the engine grows)."""
+"""The ``callbridge`` command (also ``python -m engine``).
+
+Subcommands: ``check``, ``diagram``, ``replay`` (protocol designers); more arrive with the server.
+Every failure prints one located line per problem and exits non-zero; never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
+
+import orjson
+
+from engine.errors import CallbridgeError, SpecErrors
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from engine.spec.loader import check_paths, default_spec_root
+
+    root = Path(args.specs) if args.specs else default_spec_root()
+    paths = [Path(p) for p in args.paths] or [root]
+    errors, count = check_paths(paths, root)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        print(f"callbridge check: {len(errors)} error{'s' if len(errors) != 1 else ''} in {count} file{'s' if count != 1 else ''}",
+              file=sys.stderr)
+        return 1
+    print(f"callbridge check: {count} file{'s' if count != 1 else ''} OK")
+    return 0
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from engine.spec.loader import load_specs
+
+    return load_specs(Path(args.specs) if args.specs else None)
+
+
+def _cmd_diagram(args: argparse.Namespace) -> int:
+    from engine import diagram
+
+    specs = _load(args)
+    fmt = args.format
+    if fmt == "svg":
+        text = diagram.svg(specs.protocol)
+        if text is None:
+            print("callbridge diagram: Graphviz `dot` is not installed; printing Mermaid instead "
+                  "(install graphviz for SVG)", file=sys.stderr)
+            text = diagram.mermaid(specs.protocol)
+    elif fmt == "dot":
+        text = diagram.dot(specs.protocol)
+    elif fmt == "table":
+        text = "".join(f"### {name} leg\n\n{diagram.policy_table(leg)}\n" for name, leg in specs.protocol.legs.items())
+    else:
+        text = diagram.mermaid(specs.protocol)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"callbridge diagram: wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from engine.replay import describe_action, read_transcript, replay, step_json
+
+    specs = _load(args)
+    entries = read_transcript(Path(args.file))
+    violations = 0
+    for step in replay(specs, args.provider, entries, ai=args.ai):
+        violations += sum(1 for a in step.actions if getattr(a, "code", "").startswith("violation."))
+        if args.json:
+            sys.stdout.write(orjson.dumps(step_json(step)).decode() + "\n")
+            continue
+        moved = [f"{leg} {a}→{b}" for leg, a, b in zip(("telephony", "ai"), step.states_before, step.states_after, strict=True) if a != b]
+        print(f"#{step.index:<4} t={step.t:8.3f}s {step.leg:<9} {step.summary}")
+        if moved:
+            print(f"      state: {'; '.join(moved)}")
+        for action in step.actions:
+            print(f"      {describe_action(action)}")
+    if not args.json:
+        print(f"replay: {violations} violation{'s' if violations != 1 else ''}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from engine.io.server import serve_main
+    except ImportError:
+        print("callbridge serve: the server is not built yet; checking the specs instead")
+        return _cmd_check(argparse.Namespace(specs=args.specs, paths=[]))
+    return serve_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callbridge", description="Bridge telephone calls to AI voice agents.")
+    parser.add_argument("--specs", help="spec folder (default: $CALLBRIDGE_SPECS, ./specs of a checkout, or the bundled specs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate specs; every error with file:line:col")
+    check.add_argument("paths", nargs="*", help="spec files or folders (default: the whole spec folder)")
+    check.set_defaults(func=_cmd_check)
+
+    diagram = sub.add_parser("diagram", help="draw protocol.yaml (Mermaid; SVG with Graphviz)")
+    diagram.add_argument("--format", choices=("mermaid", "svg", "dot", "table"), default="mermaid")
+    diagram.add_argument("--out", help="write to this file instead of stdout")
+    diagram.set_defaults(func=_cmd_diagram)
+
+    rep = sub.add_parser("replay", help="run a recorded transcript through the engine")
+    rep.add_argument("--provider", required=True, help="telephony provider spec name (e.g. twilio)")
+    rep.add_argument("--ai", default="default", help="AI provider spec name (default: default)")
+    rep.add_argument("--json", action="store_true", help="one JSON object per step")
+    rep.add_argument("file", help="transcript, JSON Lines")
+    rep.set_defaults(func=_cmd_replay)
+
+    serve = sub.add_parser("serve", help="run the bridge server")
+    serve.add_argument("--config", help="config file (YAML)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=_cmd_serve)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("callbridge: not built yet", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except SpecErrors as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except CallbridgeError as exc:
+        print(f"callbridge {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

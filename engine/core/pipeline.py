@@ -1,0 +1,81 @@
+"""The audio pipeline interface the call core uses: one converter per call and direction.
+
+``make_converter(src, dst)`` returns an object with ``convert(bytes) -> list[bytes]`` (zero or
+more frames out: Opus output is packetised), ``reset()`` (barge-in: drop filter state and any
+partial frame) and ``flush() -> list[bytes]`` (end of utterance). Equal formats pass through
+untouched; everything else goes to the numba transcoder of :mod:`engine.dsp.transcoder`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from engine.dsp.formats import AudioFormat
+from engine.errors import CodecError
+
+
+class Converter(Protocol):
+    src: AudioFormat
+    dst: AudioFormat
+
+    def convert(self, data: bytes) -> list[bytes]: ...
+
+    def reset(self) -> None: ...
+
+    def flush(self) -> list[bytes]: ...
+
+
+class PassThrough:
+    """Both sides speak the same format: the bytes go through untouched."""
+
+    __slots__ = ("dst", "src")
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.src = self.dst = fmt
+
+    def convert(self, data: bytes) -> list[bytes]:
+        return [data] if data else []
+
+    def reset(self) -> None:
+        pass
+
+    def flush(self) -> list[bytes]:
+        return []
+
+
+class TranscodingConverter:
+    """Adapts :class:`engine.dsp.transcoder.Transcoder` to the converter interface."""
+
+    __slots__ = ("_packets", "_t", "dst", "src")
+
+    def __init__(self, src: AudioFormat, dst: AudioFormat, call_id: str, leg: str) -> None:
+        from engine.dsp.transcoder import Transcoder
+
+        self.src, self.dst = src, dst
+        self._t = Transcoder(src, dst, call_id=call_id, leg=leg)
+        self._packets = hasattr(self._t, "convert_packets") and dst.encoding == "OPUS"
+
+    def convert(self, data: bytes) -> list[bytes]:
+        if self._packets:
+            return list(self._t.convert_packets(data))
+        out = self._t.convert(data)
+        return [out] if out else []
+
+    def reset(self) -> None:
+        self._t.reset()
+
+    def flush(self) -> list[bytes]:
+        out = self._t.flush()
+        if isinstance(out, list):
+            return [p for p in out if p]
+        return [out] if out else []
+
+
+def make_converter(src: AudioFormat, dst: AudioFormat, *, call_id: str = "", leg: str = "") -> Converter:
+    """A converter from ``src`` to ``dst`` for one call and direction."""
+    if src == dst:
+        return PassThrough(src)
+    try:
+        return TranscodingConverter(src, dst, call_id, leg)
+    except ImportError as exc:  # the audio path is not installed in this build
+        raise CodecError(f"no transcoder for {src} -> {dst}: {exc}", call_id=call_id, leg=leg) from None

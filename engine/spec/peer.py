@@ -1,0 +1,569 @@
+"""Compile a peer spec (a telephony platform or an AI backend) into a frozen :class:`CompiledPeer`.
+
+A compiled peer knows how to turn one WebSocket frame from that peer into canonical events
+(:meth:`CompiledPeer.decode`), how to render each outgoing message (``templates``), and what
+audio the peer carries and how (``inbound``/``outbound``, framing, playout, marks, clear).
+Detection is indexed by the key most patterns test (``event`` for Twilio, ``type`` for
+jambonz), so recognising a message is one dict lookup plus the few remaining conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from engine.dsp import formats
+from engine.dsp.formats import AudioFormat
+from engine.errors import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA, RemoteProtocolError, SpecError
+from engine.spec import vocabulary as vocab
+from engine.spec.extract import Condition, FieldError, FieldRule, compile_condition, compile_rule
+from engine.spec.paths import MISSING, PathSyntaxError
+from engine.spec.protocol import CompiledProtocol
+from engine.spec.templates import Template, TemplateSyntaxError
+from engine.spec.yamlload import JsonPath, LoadedDocument
+
+#: seed 000: the AI side's formats and the one rate each must run at
+AI_FORMATS: dict[str, AudioFormat] = {
+    "pcm16": AudioFormat(formats.PCM_16_LE, 24000),
+    "g711_ulaw": AudioFormat(formats.MULAW, 8000),
+    "opus": AudioFormat(formats.OPUS, 48000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One kind of incoming message: how to recognise it and what canonical events it carries."""
+
+    key: str  # the message_patterns key it was declared under
+    emits: tuple[str, ...]
+    frame: str  # text | binary
+    conditions: tuple[Condition, ...]
+    rules: tuple[FieldRule, ...]
+    replies: tuple[str, ...]
+    ignore: bool = False
+
+    def matches(self, message: Any, env: Mapping[str, Any]) -> bool:
+        for condition in self.conditions:
+            if not condition.holds(message, env):
+                return False
+        return True
+
+    def extract(self, message: Any, env: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for rule in self.rules:
+            value = rule.read(message, env)
+            if value is not MISSING:
+                out[rule.field] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one frame meant: the canonical events (in order) and the replies it asks for."""
+
+    pattern: Pattern
+    events: tuple[str, ...]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    frame_ms: float | None = None
+    multiple_of_bytes: int | None = None
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.frame_ms, self.multiple_of_bytes, self.min_bytes, self.max_bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSpec:
+    inbound: AudioFormat  # what the peer sends by default
+    accept_encodings: frozenset[str]
+    accept_rates: frozenset[int]
+    accept_channels: frozenset[int]
+    inbound_payload: str  # base64 | binary
+    chunk_ms: float
+    outbound: AudioFormat | None  # None: the same as the (negotiated) inbound format
+    outbound_payload: str
+    framing: Framing
+    playout_lead_ms: int
+    max_buffer_ms: int
+    on_overrun: str
+    reorder_by: str | None
+    reorder_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarksSpec:
+    mode: str  # native | emulated | none
+    echo_on_clear: bool
+    timeout_ms: int
+    max_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClearSpec:
+    mode: str  # native | emulated
+    acknowledged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HangupSpec:
+    send: str | None
+    close_code: int
+    close_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    subprotocols: tuple[str, ...]
+    compression: str
+    max_message_bytes: int
+    max_text_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebsocketSpec:
+    url: str
+    headers: Mapping[str, str]
+    subprotocols: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompiledPeer:
+    kind: str  # telephony | ai
+    name: str  # provider short name (telephony) or file stem (AI)
+    display_name: str
+    file: str
+    description: str
+    transport: str
+    audio: AudioSpec
+    marks: MarksSpec
+    clear: ClearSpec
+    hangup: HangupSpec
+    connection: ConnectionSpec
+    templates: Mapping[str, Template]
+    mapped_events: frozenset[str]  # canonical events some incoming pattern emits
+    websocket: WebsocketSpec | None = None  # AI only
+    ai_format_name: str | None = None  # AI only: pcm16 | g711_ulaw | opus
+    opus_frame_ms: float = 20.0
+    _index_key: str | None = field(default=None, repr=False)
+    _indexed: Mapping[Any, tuple[Pattern, ...]] = field(default_factory=dict, repr=False)
+    _unindexed: tuple[Pattern, ...] = field(default=(), repr=False)
+    _binary: tuple[Pattern, ...] = field(default=(), repr=False)
+    patterns: tuple[Pattern, ...] = field(default=(), repr=False)
+
+    @property
+    def leg(self) -> str:
+        return self.kind
+
+    def detect(self, message: Any, env: Mapping[str, Any]) -> Pattern | None:
+        """The pattern a decoded JSON message matches, or ``None``."""
+        if self._index_key is not None and type(message) is dict:
+            value = message.get(self._index_key)
+            if type(value) in (str, int, bool):
+                for pattern in self._indexed.get(value, ()):
+                    if pattern.matches(message, env):
+                        return pattern
+        for pattern in self._unindexed:
+            if pattern.matches(message, env):
+                return pattern
+        return None
+
+    def decode(self, frame: str | bytes, env: Mapping[str, Any]) -> Decoded | None:
+        """Turn one frame into canonical events. ``None`` for a known message that means nothing
+        (an ``ignore`` pattern). Raises :class:`RemoteProtocolError` with ``reason`` ``malformed``
+        or ``unknown``."""
+        if type(frame) is not str:
+            if not self._binary:
+                raise RemoteProtocolError(
+                    f"binary frame of {len(frame)} bytes, but {self.name} sends no binary frames",
+                    leg=self.kind, reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA)
+            benv = dict(env)
+            benv["frame"] = bytes(frame)
+            for pattern in self._binary:
+                if pattern.matches(None, benv):
+                    return self._extract(pattern, None, benv)
+            raise RemoteProtocolError("binary frame matches no pattern", leg=self.kind,
+                                      reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA)
+        try:
+            message = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            raise RemoteProtocolError(f"malformed JSON: {exc.msg} at character {exc.pos}",
+                                      leg=self.kind, reason="malformed",
+                                      close_code=CLOSE_INVALID_DATA) from None
+        if type(message) is not dict:
+            raise RemoteProtocolError(f"expected a JSON object, got {type(message).__name__}",
+                                      leg=self.kind, reason="malformed", close_code=CLOSE_INVALID_DATA)
+        pattern = self.detect(message, env)
+        if pattern is None:
+            hint = message.get(self._index_key) if self._index_key else None
+            what = f"{self._index_key}={hint!r}" if hint is not None else "no known shape"
+            raise RemoteProtocolError(f"unknown message ({what})", leg=self.kind, reason="unknown",
+                                      close_code=CLOSE_UNSUPPORTED_DATA)
+        return self._extract(pattern, message, env)
+
+    def _extract(self, pattern: Pattern, message: Any, env: Mapping[str, Any]) -> Decoded | None:
+        if pattern.ignore:
+            return None
+        try:
+            fields = pattern.extract(message, env)
+        except FieldError as exc:
+            raise RemoteProtocolError(f"{pattern.emits[0]} message: {exc}", leg=self.kind,
+                                      reason="malformed", close_code=CLOSE_INVALID_DATA) from None
+        return Decoded(pattern, pattern.emits, fields)
+
+
+# --------------------------------------------------------------------------------------------
+# compiling
+
+class _Compiler:
+    def __init__(self, doc: LoadedDocument, kind: str, protocol: CompiledProtocol) -> None:
+        self.doc = doc
+        self.kind = kind
+        self.protocol = protocol
+        self.errors: list[SpecError] = []
+        self.leg = protocol.legs[kind]
+
+    def error(self, path: JsonPath, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+    # -- audio ---------------------------------------------------------------------------
+
+    def encoding(self, text: Any, path: JsonPath) -> tuple[str, int | None] | None:
+        parsed = formats.parse_encoding(text) if isinstance(text, str) else None
+        if parsed is None:
+            self.error(path, f"unknown encoding {text!r} (canonical: {', '.join(formats.ENCODINGS)}; "
+                       "platform spellings such as audio/x-mulaw, PCMU, L16, slin are accepted)")
+        return parsed
+
+    def check_rate(self, encoding: str, rate: int, path: JsonPath) -> None:
+        if encoding in (formats.MULAW, formats.ALAW) and rate != 8000:
+            self.error(path, f"sample rate {rate} does not fit {encoding} (G.711 runs at 8000)")
+        if encoding == formats.OPUS and rate not in formats.OPUS_RATES:
+            self.error(path, f"sample rate {rate} does not fit OPUS (one of {formats.OPUS_RATES})")
+
+    def audio_format(self, raw: Mapping[str, Any], path: JsonPath, fallback: AudioFormat | None) -> AudioFormat | None:
+        if "encoding" not in raw:
+            if fallback is None:
+                return None
+            encoding, rate = fallback.encoding, fallback.sample_rate
+        else:
+            parsed = self.encoding(raw["encoding"], (*path, "encoding"))
+            if parsed is None:
+                return None
+            encoding, rate_hint = parsed
+            rate = rate_hint or (fallback.sample_rate if fallback else 8000)
+        rate = int(raw.get("sample_rate", rate))
+        channels = int(raw.get("channels", fallback.channels if fallback else 1))
+        self.check_rate(encoding, rate, (*path, "sample_rate") if "sample_rate" in raw else path)
+        if "bit_depth" in raw and raw["bit_depth"] != formats.BIT_DEPTH[encoding]:
+            self.error((*path, "bit_depth"), f"bit depth {raw['bit_depth']} does not fit {encoding} "
+                       f"({formats.BIT_DEPTH[encoding]}-bit)")
+        return AudioFormat(encoding, rate, channels)
+
+    def framing(self, raw: Mapping[str, Any], fmt: AudioFormat | None, path: JsonPath) -> Framing:
+        out = Framing(raw.get("frame_ms"), raw.get("multiple_of_bytes"), raw.get("min_bytes"), raw.get("max_bytes"))
+        if fmt is not None and fmt.encoding != formats.OPUS:
+            width = fmt.bytes_per_sample * fmt.channels
+            for key in ("multiple_of_bytes", "min_bytes", "max_bytes"):
+                value = raw.get(key)
+                if value is not None and value % width:
+                    self.error((*path, key), f"{key} {value} is not a whole number of "
+                               f"{width}-byte samples of {fmt}")
+            if out.frame_ms is not None:
+                samples = fmt.sample_rate * out.frame_ms / 1000.0
+                if not float(samples).is_integer():
+                    self.error((*path, "frame_ms"), f"{out.frame_ms} ms is not a whole number of samples at {fmt.sample_rate} Hz")
+        if out.min_bytes and out.max_bytes and out.min_bytes > out.max_bytes:
+            self.error((*path, "min_bytes"), f"min_bytes {out.min_bytes} is above max_bytes {out.max_bytes}")
+        return out
+
+    def audio(self, data: Mapping[str, Any]) -> AudioSpec:
+        raw = data.get("audio", {})
+        path: JsonPath = ("audio",)
+        if self.kind == "ai":
+            media = data["media"]
+            base = AI_FORMATS[media["audioFormat"]]
+            if media["sampleRate"] != base.sample_rate:
+                self.error(("media", "sampleRate"), f"sampleRate {media['sampleRate']} does not fit "
+                           f"{media['audioFormat']} (seed 000: {media['audioFormat']} runs at {base.sample_rate})")
+            if raw:
+                declared = self.audio_format(raw, path, base)
+                if declared is not None and declared != base:
+                    self.error(path, f"audio block says {declared} but media says {media['audioFormat']} ({base})")
+            inbound = base
+        else:
+            if not raw:
+                self.error((), "a telephony spec needs an `audio:` block (encoding, sample_rate, ...)")
+                inbound = AudioFormat(formats.MULAW, 8000)
+            else:
+                inbound = self.audio_format(raw, path, None) or AudioFormat(formats.MULAW, 8000)
+        accept = raw.get("accept", {})
+        encodings = {inbound.encoding}
+        for index, text in enumerate(accept.get("encodings", [])):
+            parsed = self.encoding(text, (*path, "accept", "encodings", index))
+            if parsed:
+                encodings.add(parsed[0])
+        rates = set(accept.get("sample_rates", [])) | {inbound.sample_rate}
+        for encoding in encodings:
+            for rate in rates:
+                if encoding in (formats.MULAW, formats.ALAW) and rate != 8000 and len(encodings) == 1:
+                    self.error((*path, "accept", "sample_rates"), f"sample rate {rate} does not fit {encoding}")
+        channels = set(accept.get("channels", [])) | {inbound.channels}
+        outbound_raw = raw.get("outbound", {})
+        outbound = None
+        if any(k in outbound_raw for k in ("encoding", "sample_rate", "channels")):
+            outbound = self.audio_format(outbound_raw, (*path, "outbound"), inbound)
+        payload = raw.get("payload", "binary" if data.get("transport") == "binary+json" else "base64")
+        if payload == "binary" and data.get("transport", "json") != "binary+json":
+            self.error((*path, "payload"), "binary audio needs `transport: binary+json`")
+        out_payload = outbound_raw.get("payload", payload)
+        framing_raw = outbound_raw.get("framing", raw.get("framing", {}))
+        framing_path = (*path, "outbound", "framing") if "framing" in outbound_raw else (*path, "framing")
+        framing = self.framing(framing_raw, outbound or inbound, framing_path)
+        reorder = raw.get("reorder")
+        return AudioSpec(
+            inbound=inbound, accept_encodings=frozenset(encodings), accept_rates=frozenset(rates),
+            accept_channels=frozenset(channels), inbound_payload=payload,
+            chunk_ms=float(raw.get("chunk_size_ms", 20)), outbound=outbound, outbound_payload=out_payload,
+            framing=framing, playout_lead_ms=int(raw.get("playout_lead_ms", 200)),
+            max_buffer_ms=int(raw.get("max_buffer_ms", 120_000)), on_overrun=raw.get("on_overrun", "drop_oldest"),
+            reorder_by=reorder["by"] if reorder else None,
+            reorder_window=int(reorder.get("window", 5)) if reorder else 0,
+        )
+
+    # -- patterns ------------------------------------------------------------------------
+
+    def pattern(self, key: str, raw: Mapping[str, Any], path: JsonPath, *, ignore: bool = False) -> Pattern | None:
+        emits = tuple(raw.get("emits", () if ignore else (key,)))
+        ok = True
+        for index, event in enumerate(emits):
+            if event not in self.protocol.events:
+                self.error((*path, "emits", index) if "emits" in raw else path[:-1] if path[-1] == 0 else path,
+                           f"unknown event {event!r} (canonical: {', '.join(self.protocol.events)})")
+                ok = False
+            elif event not in self.leg.peer_events:
+                self.error((*path, "emits", index) if "emits" in raw else path,
+                           f"the {self.kind} leg does not receive {event!r} "
+                           f"(it receives: {', '.join(self.leg.peer_events)})")
+                ok = False
+        if not ok:
+            return None
+        frame = raw.get("frame", "text")
+        conditions = []
+        for cpath, craw in raw.get("detection_pattern", {}).items():
+            try:
+                conditions.append(compile_condition(cpath, craw))
+            except (PathSyntaxError, ValueError) as exc:
+                self.error((*path, "detection_pattern", cpath), str(exc))
+        if frame == "text" and not conditions and not ignore:
+            self.error(path, "a text pattern needs a detection_pattern")
+        allowed = set().union(*(self.protocol.event_fields(e) for e in emits)) if emits else set()
+        required = set().union(*(self.protocol.events[e].required for e in emits)) if emits else set()
+        rules = []
+        for fname, fraw in raw.get("extraction_map", {}).items():
+            fpath = (*path, "extraction_map", fname)
+            custom = fname.startswith("x_")
+            if not custom and fname not in allowed:
+                self.error(fpath, f"unknown field {fname!r} for {'/'.join(emits) or 'this message'} "
+                           f"(fields: {', '.join(sorted(allowed))}; platform extras start with x_)")
+                continue
+            ftype = "object" if custom and isinstance(fraw, dict) and fraw.get("decode") in ("kv", "json") else (
+                self.protocol.fields.get(fname, "str"))
+            if custom and isinstance(fraw, dict) and "type" in fraw:
+                ftype = fraw["type"]
+            try:
+                rules.append(compile_rule(fname, fraw, ftype, required=fname in required, binary_frame=frame == "binary"))
+            except (PathSyntaxError, ValueError) as exc:
+                self.error(fpath, str(exc))
+        for fname in sorted(required - {r.field for r in rules}):
+            self.error((*path, "extraction_map"), f"{'/'.join(emits)} needs field {fname!r}")
+        replies = raw.get("reply", ())
+        replies = (replies,) if isinstance(replies, str) else tuple(replies)
+        return Pattern(key, emits, frame, tuple(conditions), tuple(rules), replies, ignore)
+
+    def patterns(self, data: Mapping[str, Any]) -> list[Pattern]:
+        incoming = data.get("events", {}).get("incoming", {})
+        out: list[Pattern] = []
+        for key, raw in incoming.get("message_patterns", {}).items():
+            items = raw if isinstance(raw, list) else [raw]
+            for index, item in enumerate(items):
+                path: JsonPath = ("events", "incoming", "message_patterns", key, *((index,) if isinstance(raw, list) else ()))
+                compiled = self.pattern(key, item, path)
+                if compiled is not None:
+                    out.append(compiled)
+        for index, item in enumerate(incoming.get("ignore", [])):
+            compiled = self.pattern("ignore", item, ("events", "incoming", "ignore", index), ignore=True)
+            if compiled is not None:
+                out.append(compiled)
+        seen: dict[tuple[Any, ...], str] = {}
+        for pattern in out:
+            signature = (pattern.frame, tuple(sorted((c.path, c.op, repr(c.arg)) for c in pattern.conditions)))
+            if signature in seen:
+                self.error(("events", "incoming"), f"patterns {seen[signature]!r} and {pattern.key!r} "
+                           "have the same detection_pattern: messages would be ambiguous")
+            seen[signature] = pattern.key
+        return out
+
+    # -- templates -----------------------------------------------------------------------
+
+    def templates(self, data: Mapping[str, Any], extra_vars: set[str]) -> dict[str, Template]:
+        known = set(self.protocol.fields) | set(vocab.CONTEXT_VARIABLES) | extra_vars
+        out: dict[str, Template] = {}
+        for name, raw in data.get("events", {}).get("outgoing", {}).items():
+            path: JsonPath = ("events", "outgoing", name)
+            try:
+                template = Template(name, raw)
+            except TemplateSyntaxError as exc:
+                self.error((*path, *exc.path), str(exc))
+                continue
+            for var in sorted(template.variables - known):
+                self.error(path, f"unknown variable ${{{var}}} (canonical fields, "
+                           f"{', '.join(sorted(vocab.CONTEXT_VARIABLES))}, or x_ fields this spec extracts)")
+            out[name] = template
+        return out
+
+
+def _index(patterns: list[Pattern]) -> tuple[str | None, dict[Any, tuple[Pattern, ...]], tuple[Pattern, ...]]:
+    """Pick the key most text patterns test for equality and index them by its value."""
+    text = [p for p in patterns if p.frame == "text"]
+    counts: dict[str, int] = {}
+    for pattern in text:
+        for condition in pattern.conditions:
+            if condition.op == "eq" and "." not in condition.path and not condition.path.startswith("$"):
+                counts[condition.path] = counts.get(condition.path, 0) + 1
+    if not counts:
+        return None, {}, tuple(sorted(text, key=lambda p: -len(p.conditions)))
+    key = max(counts, key=lambda k: counts[k])
+    indexed: dict[Any, list[Pattern]] = {}
+    rest: list[Pattern] = []
+    for pattern in text:
+        value = next((c.arg for c in pattern.conditions if c.path == key and c.op == "eq"), None)
+        if value is None or type(value) not in (str, int, bool):
+            rest.append(pattern)
+        else:
+            indexed.setdefault(value, []).append(pattern)
+    # Most specific first, so {event: media, track: inbound} wins over {event: media}.
+    return (
+        key,
+        {v: tuple(sorted(ps, key=lambda p: -len(p.conditions))) for v, ps in indexed.items()},
+        tuple(sorted(rest, key=lambda p: -len(p.conditions))),
+    )
+
+
+def compile_peer(
+    doc: LoadedDocument, kind: str, protocol: CompiledProtocol, name: str
+) -> tuple[CompiledPeer | None, list[SpecError]]:
+    """Compile a schema-valid peer document of ``kind`` (``telephony`` or ``ai``)."""
+    data = doc.data
+    c = _Compiler(doc, kind, protocol)
+    audio = c.audio(data)
+    patterns = c.patterns(data)
+    custom_vars = {r.field for p in patterns for r in p.rules if r.field.startswith("x_")}
+    templates = c.templates(data, custom_vars)
+    mapped = frozenset(e for p in patterns if not p.ignore for e in p.emits)
+    for pattern in patterns:
+        for reply in pattern.replies:
+            if reply not in templates:
+                c.error(("events", "incoming"), f"pattern {pattern.key!r} replies with {reply!r}, "
+                        "which is not an outgoing message")
+    if any(p.frame == "binary" for p in patterns) and data.get("transport", "json") != "binary+json":
+        c.error(("transport",), "binary patterns need `transport: binary+json`")
+    marks_raw = data.get("marks", {})
+    marks = MarksSpec(
+        mode=marks_raw.get("mode", "native" if "mark" in templates and "mark" in mapped else "emulated"),
+        echo_on_clear=bool(marks_raw.get("echo_on_clear", False)),
+        timeout_ms=int(marks_raw.get("timeout_ms", 60_000)),
+        max_pending=int(marks_raw.get("max_pending", 256)),
+    )
+    clear_raw = data.get("clear", {})
+    clear = ClearSpec(clear_raw.get("mode", "native" if "clear" in templates else "emulated"),
+                      bool(clear_raw.get("acknowledged", False)))
+    hangup_raw = data.get("hangup", {})
+    hangup = HangupSpec(hangup_raw.get("send", "hangup" if "hangup" in templates else None), int(hangup_raw.get("close_code", 1000)),
+                        str(hangup_raw.get("close_reason", "call ended")))
+    if hangup.close_code in vocab.RESERVED_CLOSE_CODES:
+        c.error(("hangup", "close_code"), f"close code {hangup.close_code} is reserved and cannot be sent")
+    if hangup.send is not None and hangup.send not in templates:
+        c.error(("hangup", "send"), f"hangup sends {hangup.send!r}, which is not an outgoing message")
+    conn_raw = data.get("connection", {})
+    connection = ConnectionSpec(
+        subprotocols=tuple(conn_raw.get("subprotocols", ())),
+        compression=conn_raw.get("compression", "none"),
+        max_message_bytes=int(conn_raw.get("max_message_bytes", 1 << 20)),
+        max_text_bytes=conn_raw.get("max_text_bytes"),
+    )
+    _check_semantics(c, kind, data, marks, clear, templates, mapped, audio)
+    websocket = None
+    display = name
+    ai_format = None
+    frame_ms = 20.0
+    if kind == "ai":
+        ws = data["websocket"]
+        websocket = WebsocketSpec(ws["url"], MappingProxyType(dict(ws.get("headers", {}))),
+                                  tuple(ws.get("subprotocols", ())))
+        display = data["name"]
+        ai_format = data["media"]["audioFormat"]
+        frame_ms = float(data["media"].get("frameMs", 20))
+    else:
+        display = data["provider"]
+    if c.errors:
+        return None, c.errors
+    key, indexed, unindexed = _index(patterns)
+    return CompiledPeer(
+        kind=kind, name=name, display_name=display, file=doc.file,
+        description=data.get("description", ""), transport=data.get("transport", "json"),
+        audio=audio, marks=marks, clear=clear, hangup=hangup, connection=connection,
+        templates=MappingProxyType(templates), mapped_events=mapped, websocket=websocket,
+        ai_format_name=ai_format, opus_frame_ms=frame_ms,
+        _index_key=key, _indexed=MappingProxyType(indexed), _unindexed=unindexed,
+        _binary=tuple(p for p in patterns if p.frame == "binary"), patterns=tuple(patterns),
+    ), []
+
+
+def _check_semantics(
+    c: _Compiler, kind: str, data: Mapping[str, Any], marks: MarksSpec, clear: ClearSpec,
+    templates: Mapping[str, Template], mapped: frozenset[str], audio: AudioSpec,
+) -> None:
+    outgoing_path: JsonPath = ("events", "outgoing")
+    if marks.mode == "native":
+        if "mark" not in templates:
+            c.error(("marks", "mode"), "native marks need an outgoing `mark` message")
+        if "mark" not in mapped:
+            c.error(("marks", "mode"), "native marks need an incoming pattern that emits `mark` (the echo)")
+    if clear.mode == "native" and "clear" not in templates and kind == "telephony":
+        c.error(("clear", "mode"), "native clear needs an outgoing `clear` message")
+    media_template = templates.get("media")
+    if media_template is not None:
+        wants_binary = audio.outbound_payload == "binary"
+        if media_template.binary != wants_binary:
+            c.error((*outgoing_path, "media"), "outgoing media must be "
+                    + ("a binary frame ({$frame: binary})" if wants_binary else "JSON with ${audio}")
+                    + f" to match audio payload {audio.outbound_payload!r}")
+    if kind == "telephony":
+        # The adapter guide's mandatory-event checklist.
+        for label, event, mandatory in vocab.CHECKLIST:
+            if not mandatory:
+                continue
+            if event == "clear":
+                if "clear" not in templates and "clear" not in mapped:
+                    c.error(("events",), f"checklist {label}: no outgoing `clear` message (barge-in "
+                            "must be able to drop the platform's queued audio)")
+            elif event not in mapped:
+                c.error(("events", "incoming"), f"checklist {label}: no incoming pattern emits {event!r}")
+        if "media" not in templates:
+            c.error(outgoing_path, "checklist audio/media: no outgoing `media` message (audio must flow both ways)")
+    else:
+        for needed in ("start", "media"):
+            if needed not in templates:
+                c.error(outgoing_path, f"the AI leg needs an outgoing `{needed}` message")
+        if "media" not in mapped:
+            c.error(("events", "incoming"), "the AI leg needs an incoming pattern that emits `media`")

@@ -1,0 +1,349 @@
+"""Compile ``specs/protocol.yaml`` into frozen per-leg tables and one shared state machine per leg.
+
+Every (state, event) pair of a leg resolves at compile time to either a :class:`Transition`
+or a :class:`Policy`, so the per-message decision is one dict lookup. Each leg also gets one
+``transitions.Machine`` (built here, once); calls attach to it as models.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from transitions import Machine, State
+
+from engine.errors import SpecError
+from engine.spec import vocabulary as vocab
+from engine.spec.yamlload import JsonPath, LoadedDocument
+
+POLICY_KINDS = ("ignore", "warn", "reject", "close")
+DEFAULT_CLOSE_CODE = 1008
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What happens to an event that is not allowed where it arrives."""
+
+    kind: str
+    close_code: int = 0
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"close {self.close_code}" if self.kind == "close" else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An allowed event: where it leads (``None``: stay), its guard and its actions."""
+
+    leg: str
+    state: str
+    event: str
+    dest: str | None
+    guard: str | None
+    actions: tuple[str, ...]
+    otherwise: Policy  # applied when the guard says no
+
+
+@dataclass(frozen=True, slots=True)
+class EventDef:
+    name: str
+    category: str
+    fields: frozenset[str]
+    required: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerDef:
+    name: str
+    leg: str
+    states: frozenset[str]
+    after: float  # seconds
+    reason: str
+    close_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRule:
+    leg: str
+    enters: tuple[str, ...]
+    actions: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CompiledLeg:
+    name: str
+    description: str
+    initial: str
+    final: frozenset[str]
+    states: tuple[str, ...]
+    state_descriptions: Mapping[str, str]
+    peer_events: tuple[str, ...]
+    events: tuple[str, ...]  # peer events then this leg's internal events
+    table: Mapping[tuple[str, str], Transition | Policy]
+    media_states: frozenset[str]
+    on_enter: Mapping[str, tuple[str, ...]]
+    malformed: Policy
+    unknown: Policy
+    machine: Machine = field(repr=False, compare=False)
+
+    def decide(self, state: str, event: str) -> Transition | Policy:
+        return self.table[(state, event)]
+
+
+@dataclass(frozen=True)
+class CompiledProtocol:
+    file: str
+    fields: Mapping[str, str]
+    common_fields: frozenset[str]
+    events: Mapping[str, EventDef]
+    legs: Mapping[str, CompiledLeg]
+    bridge: tuple[BridgeRule, ...]
+    timers: tuple[TimerDef, ...]
+
+    def event_fields(self, event: str) -> frozenset[str]:
+        return self.events[event].fields | self.common_fields
+
+
+def _policy(raw: Any) -> Policy:
+    if isinstance(raw, dict):
+        return Policy("close", int(raw["close"]), str(raw.get("reason", "")))
+    if raw == "close":
+        return Policy("close", DEFAULT_CLOSE_CODE, "")
+    return Policy(str(raw))
+
+
+class _Checker:
+    """Collects located meaning errors while compiling."""
+
+    def __init__(self, doc: LoadedDocument) -> None:
+        self.doc = doc
+        self.errors: list[SpecError] = []
+
+    def error(self, path: JsonPath, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+    def policy(self, raw: Any, path: JsonPath) -> Policy:
+        policy = _policy(raw)
+        if policy.kind == "close" and policy.close_code in vocab.RESERVED_CLOSE_CODES:
+            self.error(path, f"close code {policy.close_code} is reserved and cannot be sent")
+        return policy
+
+    def actions(self, names: list[str], path: JsonPath) -> tuple[str, ...]:
+        for index, name in enumerate(names):
+            if name not in vocab.ACTIONS:
+                self.error((*path, index), f"unknown action {name!r} (known: {', '.join(sorted(vocab.ACTIONS))})")
+        return tuple(names)
+
+
+def _compile_events(data: dict[str, Any], check: _Checker) -> dict[str, EventDef]:
+    fields = data["fields"]
+    common = set(data.get("common_fields", []))
+    for index, name in enumerate(data.get("common_fields", [])):
+        if name not in fields:
+            check.error(("common_fields", index), f"unknown field {name!r}")
+    events: dict[str, EventDef] = {}
+    for name, raw in data["events"].items():
+        declared = raw.get("fields", [])
+        for index, fname in enumerate(declared):
+            if fname not in fields:
+                check.error(("events", name, "fields", index), f"unknown field {fname!r}")
+        for index, fname in enumerate(raw.get("required", [])):
+            if fname not in set(declared) | common:
+                check.error(("events", name, "required", index),
+                            f"required field {fname!r} is not a field of {name!r}")
+        events[name] = EventDef(name, raw["category"], frozenset(declared),
+                                tuple(raw.get("required", [])), raw.get("description", ""))
+    for name in vocab.CANONICAL_EVENTS:
+        if name not in events:
+            check.error(("events",), f"canonical event {name!r} is not declared")
+    for name in data.get("internal_events", {}):
+        if name not in vocab.INTERNAL_EVENTS:
+            check.error(("internal_events", name),
+                        f"unknown internal event {name!r} (the engine raises: "
+                        f"{', '.join(sorted(vocab.INTERNAL_EVENTS))})")
+        if name in events:
+            check.error(("internal_events", name), f"{name!r} is already a peer event")
+    return events
+
+
+def _compile_leg(
+    leg: str, raw: dict[str, Any], events: dict[str, EventDef], bridge_enter: dict[str, list[str]],
+    check: _Checker,
+) -> CompiledLeg | None:
+    base: JsonPath = ("legs", leg)
+    states = list(raw["states"])
+    for index, name in enumerate(raw["peer_events"]):
+        if name not in events:
+            check.error((*base, "peer_events", index), f"unknown event {name!r}")
+    peer_events = tuple(e for e in raw["peer_events"] if e in events)
+    leg_events = (*peer_events, *vocab.LEG_INTERNAL_EVENTS[leg])
+    if raw["initial"] not in raw["states"]:
+        check.error((*base, "initial"), f"initial state {raw['initial']!r} is not a state")
+    for index, name in enumerate(raw["final"]):
+        if name not in raw["states"]:
+            check.error((*base, "final", index), f"final state {name!r} is not a state")
+    default = check.policy(raw["default_policy"], (*base, "default_policy")) if "default_policy" in raw else None
+    table: dict[tuple[str, str], Transition | Policy] = {}
+    on_enter: dict[str, tuple[str, ...]] = {}
+    media_states: set[str] = set()
+    edges: dict[str, set[str]] = {s: set() for s in states}
+    media_action = vocab.MEDIA_ACTIONS[leg]
+    for state, body in raw["states"].items():
+        spath: JsonPath = (*base, "states", state)
+        enter = list(check.actions(body.get("on_enter", []), (*spath, "on_enter")))
+        on_enter[state] = tuple(enter + bridge_enter.get(state, []))
+        otherwise = check.policy(body["otherwise"], (*spath, "otherwise")) if "otherwise" in body else default
+        for event, tr in body.get("transitions", {}).items():
+            tpath = (*spath, "transitions", event)
+            if event not in leg_events:
+                check.error(tpath, f"unknown event {event!r} for the {leg} leg "
+                            f"(its events: {', '.join(leg_events)})")
+                continue
+            dest = tr.get("to")
+            if dest is not None and dest not in raw["states"]:
+                check.error((*tpath, "to"), f"unknown state {dest!r}")
+                continue
+            guard = tr.get("guard")
+            if guard is not None and guard not in vocab.GUARDS:
+                check.error((*tpath, "guard"), f"unknown guard {guard!r} (known: {', '.join(sorted(vocab.GUARDS))})")
+            actions = check.actions(tr.get("actions", []), (*tpath, "actions"))
+            if event == "media":
+                if dest is not None or guard is not None or set(actions) - {media_action}:
+                    check.error(tpath, f"a media transition must stay in its state, have no guard "
+                                f"and use only {media_action!r}: media frames never fire triggers")
+                media_states.add(state)
+            elif media_action in actions:
+                check.error((*tpath, "actions"), f"{media_action!r} only runs on media")
+            fallback = check.policy(tr["else"], (*tpath, "else")) if "else" in tr else otherwise
+            if guard is not None and fallback is None:
+                check.error(tpath, "a guarded transition needs `else:` or a state `otherwise:` policy")
+            table[(state, event)] = Transition(leg, state, event, dest, guard, actions,
+                                               fallback or Policy("warn"))
+            if dest is not None and dest != state:
+                edges[state].add(dest)
+        for event, raw_policy in body.get("policies", {}).items():
+            ppath = (*spath, "policies", event)
+            if event not in leg_events:
+                check.error(ppath, f"unknown event {event!r} for the {leg} leg")
+            elif (state, event) in table:
+                check.error(ppath, f"{event!r} has both a transition and a policy in state {state!r}")
+            else:
+                table[(state, event)] = check.policy(raw_policy, ppath)
+        for event in leg_events:
+            if (state, event) not in table:
+                if otherwise is None:
+                    check.error(spath, f"event {event!r} has neither a transition nor a policy in "
+                                f"state {state!r} (add it, or an `otherwise:` policy)")
+                else:
+                    table[(state, event)] = otherwise
+    # Reachability and ways out.
+    final = set(raw["final"])
+    if raw["initial"] in edges:
+        seen = {raw["initial"]}
+        queue = deque([raw["initial"]])
+        while queue:
+            for nxt in edges[queue.popleft()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+        for state in states:
+            if state not in seen:
+                check.error((*base, "states", state), f"state {state!r} is unreachable from {raw['initial']!r}")
+    for state in states:
+        if state not in final and not edges[state]:
+            check.error((*base, "states", state), f"state {state!r} has no way out and is not final")
+    for state in final & set(states):
+        if edges[state]:
+            check.error((*base, "states", state), f"final state {state!r} has transitions to other states")
+    malformed = check.policy(raw.get("malformed", "warn"), (*base, "malformed"))
+    unknown = check.policy(raw.get("unknown", "warn"), (*base, "unknown"))
+    if check.errors:
+        return None
+    machine = _build_machine(leg, raw["initial"], states, table, on_enter)
+    return CompiledLeg(
+        name=leg, description=raw.get("description", ""), initial=raw["initial"],
+        final=frozenset(final), states=tuple(states),
+        state_descriptions=MappingProxyType({s: raw["states"][s].get("description", "") for s in states}),
+        peer_events=peer_events, events=leg_events, table=MappingProxyType(table),
+        media_states=frozenset(media_states), on_enter=MappingProxyType(on_enter),
+        malformed=malformed, unknown=unknown, machine=machine,
+    )
+
+
+def _build_machine(
+    leg: str, initial: str, states: list[str],
+    table: dict[tuple[str, str], Transition | Policy], on_enter: dict[str, tuple[str, ...]],
+) -> Machine:
+    """One Machine per leg, shared by every call. Callbacks are the leg model's ``act_*`` and
+    ``guard_*`` methods; media transitions are left out (they never fire a trigger)."""
+    machine_states = [State(s, on_enter=[f"act_{a}" for a in on_enter[s]]) for s in states]
+    transitions = []
+    for (state, event), entry in table.items():
+        if isinstance(entry, Transition) and event != "media":
+            transitions.append({
+                "trigger": event,
+                "source": state,
+                "dest": entry.dest,  # None = internal transition
+                "conditions": [f"guard_{entry.guard}"] if entry.guard else [],
+                "after": [f"act_{a}" for a in entry.actions],
+            })
+    return Machine(
+        model=None, states=machine_states, transitions=transitions, initial=initial,
+        auto_transitions=False, send_event=False, ignore_invalid_triggers=False,
+        name=f"{leg}-leg",
+    )
+
+
+def compile_protocol(doc: LoadedDocument) -> tuple[CompiledProtocol | None, list[SpecError]]:
+    """Compile a schema-valid protocol document; returns the result or the located errors."""
+    data = doc.data
+    check = _Checker(doc)
+    events = _compile_events(data, check)
+    bridge: list[BridgeRule] = []
+    bridge_enter: dict[str, dict[str, list[str]]] = {"telephony": {}, "ai": {}}
+    for index, rule in enumerate(data.get("bridge", [])):
+        leg = rule["when"]["leg"]
+        enters = rule["when"]["enters"]
+        enters = [enters] if isinstance(enters, str) else enters
+        for sindex, state in enumerate(enters):
+            if state not in data["legs"][leg]["states"]:
+                check.error(("bridge", index, "when", "enters", sindex) if len(enters) > 1 or not isinstance(rule["when"]["enters"], str)
+                            else ("bridge", index, "when", "enters"), f"unknown {leg} state {state!r}")
+        actions = check.actions(rule["do"], ("bridge", index, "do"))
+        for state in enters:
+            bridge_enter[leg].setdefault(state, []).extend(actions)
+        bridge.append(BridgeRule(leg, tuple(enters), actions, rule.get("description", "")))
+    legs: dict[str, CompiledLeg] = {}
+    if not check.errors:
+        for leg in ("telephony", "ai"):
+            compiled = _compile_leg(leg, data["legs"][leg], events, bridge_enter[leg], check)
+            if compiled is not None:
+                legs[leg] = compiled
+    timers: list[TimerDef] = []
+    for name, raw in data.get("timers", {}).items():
+        states = data["legs"][raw["leg"]]["states"]
+        for index, state in enumerate(raw["states"]):
+            if state not in states:
+                check.error(("timers", name, "states", index), f"unknown {raw['leg']} state {state!r}")
+        code = int(raw.get("close_code", DEFAULT_CLOSE_CODE))
+        if code in vocab.RESERVED_CLOSE_CODES:
+            check.error(("timers", name, "close_code"), f"close code {code} is reserved and cannot be sent")
+        timers.append(TimerDef(name, raw["leg"], frozenset(raw["states"]), raw["after_ms"] / 1000.0,
+                               raw.get("reason", f"{name} expired"), code))
+    if check.errors:
+        return None, check.errors
+    return CompiledProtocol(
+        file=doc.file,
+        fields=MappingProxyType(dict(data["fields"])),
+        common_fields=frozenset(data.get("common_fields", [])),
+        events=MappingProxyType(events),
+        legs=MappingProxyType(legs),
+        bridge=tuple(bridge),
+        timers=tuple(timers),
+    ), []

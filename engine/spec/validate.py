@@ -1,0 +1,104 @@
+"""JSON Schema validation with every error located at its file, line and column.
+
+The schemas ship inside the package (``engine/spec/schemas/*.schema.json``). All errors of a
+document come out at once, each as ``file:LINE:COL: $.json.path: message``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from engine.errors import SpecError
+from engine.spec.yamlload import JsonPath, LoadedDocument
+
+SCHEMA_KINDS = ("protocol", "provider", "ai_provider", "config")
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema for one kind of file (see :data:`SCHEMA_KINDS`)."""
+    text = resources.files("engine.spec").joinpath("schemas", f"{kind}.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+_SHARED = ("peer",)
+
+
+@cache
+def _registry() -> Registry:
+    resources_ = [
+        (schema(name)["$id"], Resource.from_contents(schema(name)))
+        for name in (*SCHEMA_KINDS, *_SHARED)
+        if resources.files("engine.spec").joinpath("schemas", f"{name}.schema.json").is_file()
+    ]
+    return Registry().with_resources(resources_)
+
+
+@cache
+def _validator(kind: str) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema(kind))
+    cls.check_schema(schema(kind))
+    return cls(schema(kind), registry=_registry())  # type: ignore[no-any-return]
+
+
+def _explain(error: ValidationError) -> ValidationError:
+    """For oneOf/anyOf failures, the most specific sub-error says more than the summary."""
+    while error.context:
+        deeper = best_match(error.context)
+        if deeper is None or deeper is error:
+            break
+        error = deeper
+    return error
+
+
+def _message(error: ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown key")
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "enum":
+        choices = ", ".join(json.dumps(c) for c in error.validator_value)
+        return f"{json.dumps(error.instance)} is not one of {choices}"
+    return str(error.message)
+
+
+def _unknown_keys(error: ValidationError) -> list[str]:
+    if not isinstance(error.instance, dict):
+        return []
+    if error.validator == "unevaluatedProperties":
+        named = re.findall(r"'([^']*)'", error.message.split("(", 1)[-1])
+        return [key for key in named if key in error.instance]
+    if error.validator != "additionalProperties":
+        return []
+    allowed = set(error.schema.get("properties", {}))
+    patterns = error.schema.get("patternProperties", {})
+    return [
+        key
+        for key in error.instance
+        if key not in allowed and not any(re.search(p, key) for p in patterns)
+    ]
+
+
+def schema_errors(doc: LoadedDocument, kind: str) -> list[SpecError]:
+    """Every schema violation in ``doc``, located; empty when it is valid."""
+    found: list[SpecError] = []
+    for raw in _validator(kind).iter_errors(doc.data):
+        error = _explain(raw)
+        path: JsonPath = tuple(error.absolute_path)
+        unknown = _unknown_keys(error)
+        if unknown:
+            # Point at each offending key rather than at its parent mapping.
+            for key in unknown:
+                found.append(doc.error((*path, key), f"unknown key {key!r}"))
+            continue
+        found.append(doc.error(path, _message(error)))
+    return found
