@@ -400,7 +400,7 @@ def warm_up() -> None:
 
     i16 = np.zeros(16, np.int16)
     u8 = np.zeros(16, np.uint8)
-    for kernel, src, out in (
+    for kernel, samples, out in (
         (mulaw_decode, u8, i16), (alaw_decode, u8, i16),
         (mulaw_encode, i16, u8), (alaw_encode, i16, u8),
         (swap_bytes16, i16, np.zeros(16, np.int16)), (u8_to_i16, u8, np.zeros(16, np.int16)),
@@ -408,7 +408,7 @@ def warm_up() -> None:
         (i16_to_s8, i16, u8.view(np.int8)), (stereo_to_mono, i16, np.zeros(8, np.int16)),
         (mono_to_stereo, i16, np.zeros(32, np.int16)),
     ):
-        kernel(src, out)
+        kernel(samples, out)
     for in_rate, out_rate in ((8000, 24000), (24000, 8000)):
         filt = design_polyphase(in_rate, out_rate)
         frames, out_frames = 16, 16 * filt.up

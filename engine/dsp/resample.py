@@ -48,6 +48,9 @@ class Resampler:
         self._state = np.zeros(kernels.STATE_SIZE, dtype=np.int64)
         self._state[kernels.STATE_DOWN] = self._down
         self._flush_input = np.zeros(self.filter.history * channels, dtype=np.int16)
+        self._history: np.ndarray  # (channels, K - 1 + capacity) float32, sized by _grow
+        self._acc: np.ndarray
+        self._filtered: np.ndarray
         self._capacity = 0
         self._grow(_INITIAL_CAPACITY)
 
