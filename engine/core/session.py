@@ -211,6 +211,22 @@ class CallSession:
     def telephony_closed(self, now: float, code: int | None = None) -> list[Action]:
         return self._internal(self.tel, "closed", now, {"close_code": code})
 
+    def receive_event(self, leg: str, event: str, fields: Mapping[str, Any], now: float) -> list[Action]:
+        """Feed a canonical event directly, as if a peer message had decoded to it (conformance
+        kits and table tests use this; adapters use ``receive_telephony``/``receive_ai``)."""
+        target = self.tel if leg == TELEPHONY else self.ai
+        if event == "media":
+            self.now = now
+            out = self._out = []
+            if target.state in target.compiled.media_states:
+                self._forward_audio(fields["audio"]) if target is self.tel else self._play_audio(fields["audio"])
+            else:
+                entry = target.compiled.table[(target.state, "media")]
+                assert isinstance(entry, Policy)
+                self._refuse(target, "out_of_order", entry, f"media in state {target.state}")
+            return out
+        return self._internal(target, event, now, fields)
+
     def next_deadline(self) -> float | None:
         """The next time :meth:`on_timer` has work, or ``None``."""
         best = min(self._timers.values(), default=inf)

@@ -9,6 +9,7 @@ jambonz), so recognising a message is one dict lookup plus the few remaining con
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -34,6 +35,13 @@ AI_FORMATS: dict[str, AudioFormat] = {
 }
 
 
+#: the adapter guide's "Audio Configuration Parameters" example, used when a spec has no audio block
+GUIDE_AUDIO = AudioFormat(formats.PCM_16_LE, 8000, 1)
+
+#: outgoing messages derived from incoming patterns when a spec declares none (see mirror_templates)
+MIRRORED_EVENTS = ("media", "mark", "clear")
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """One kind of incoming message: how to recognise it and what canonical events it carries."""
@@ -45,6 +53,7 @@ class Pattern:
     rules: tuple[FieldRule, ...]
     replies: tuple[str, ...]
     ignore: bool = False
+    path: tuple[str | int, ...] = field(default=(), compare=False)
 
     def matches(self, message: Any, env: Mapping[str, Any]) -> bool:
         for condition in self.conditions:
@@ -302,8 +311,8 @@ class _Compiler:
             inbound = base
         else:
             if not raw:
-                self.error((), "a telephony spec needs an `audio:` block (encoding, sample_rate, ...)")
-                inbound = AudioFormat(formats.MULAW, 8000)
+                # The adapter guide's own audio parameters: PCM_16_LE, 8 kHz, mono, 16-bit, 20 ms.
+                inbound = GUIDE_AUDIO
             else:
                 inbound = self.audio_format(raw, path, None) or AudioFormat(formats.MULAW, 8000)
         accept = raw.get("accept", {})
@@ -313,10 +322,6 @@ class _Compiler:
             if parsed:
                 encodings.add(parsed[0])
         rates = set(accept.get("sample_rates", [])) | {inbound.sample_rate}
-        for encoding in encodings:
-            for rate in rates:
-                if encoding in (formats.MULAW, formats.ALAW) and rate != 8000 and len(encodings) == 1:
-                    self.error((*path, "accept", "sample_rates"), f"sample rate {rate} does not fit {encoding}")
         channels = set(accept.get("channels", [])) | {inbound.channels}
         outbound_raw = raw.get("outbound", {})
         outbound = None
@@ -347,8 +352,9 @@ class _Compiler:
         ok = True
         for index, event in enumerate(emits):
             if event not in self.protocol.events:
-                self.error((*path, "emits", index) if "emits" in raw else path[:-1] if path[-1] == 0 else path,
-                           f"unknown event {event!r} (canonical: {', '.join(self.protocol.events)})")
+                self.error((*path, "emits", index) if "emits" in raw else path,
+                           f"unknown event {event!r}{suggest(event, self.protocol.events)} "
+                           f"(canonical: {', '.join(self.protocol.events)})")
                 ok = False
             elif event not in self.leg.peer_events:
                 self.error((*path, "emits", index) if "emits" in raw else path,
@@ -369,12 +375,15 @@ class _Compiler:
         allowed = set().union(*(self.protocol.event_fields(e) for e in emits)) if emits else set()
         required = set().union(*(self.protocol.events[e].required for e in emits)) if emits else set()
         rules = []
+        broken: set[str] = set()
         for fname, fraw in raw.get("extraction_map", {}).items():
             fpath = (*path, "extraction_map", fname)
             custom = fname.startswith("x_")
             if not custom and fname not in allowed:
-                self.error(fpath, f"unknown field {fname!r} for {'/'.join(emits) or 'this message'} "
-                           f"(fields: {', '.join(sorted(allowed))}; platform extras start with x_)")
+                hint = suggest(fname, allowed) or f" (its fields: {', '.join(sorted(allowed))})"
+                self.error(fpath, f"unknown field {fname!r} for {'/'.join(emits) or 'this message'}{hint}; "
+                           "platform extras start with x_")
+                broken.add(fname)
                 continue
             ftype = "object" if custom and isinstance(fraw, dict) and fraw.get("decode") in ("kv", "json") else (
                 self.protocol.fields.get(fname, "str"))
@@ -384,11 +393,12 @@ class _Compiler:
                 rules.append(compile_rule(fname, fraw, ftype, required=fname in required, binary_frame=frame == "binary"))
             except (PathSyntaxError, ValueError) as exc:
                 self.error(fpath, str(exc))
-        for fname in sorted(required - {r.field for r in rules}):
+                broken.add(fname)
+        for fname in sorted(required - {r.field for r in rules} - broken):
             self.error((*path, "extraction_map"), f"{'/'.join(emits)} needs field {fname!r}")
         replies = raw.get("reply", ())
         replies = (replies,) if isinstance(replies, str) else tuple(replies)
-        return Pattern(key, emits, frame, tuple(conditions), tuple(rules), replies, ignore)
+        return Pattern(key, emits, frame, tuple(conditions), tuple(rules), replies, ignore, path)
 
     def patterns(self, data: Mapping[str, Any]) -> list[Pattern]:
         incoming = data.get("events", {}).get("incoming", {})
@@ -408,17 +418,20 @@ class _Compiler:
         for pattern in out:
             signature = (pattern.frame, tuple(sorted((c.path, c.op, repr(c.arg)) for c in pattern.conditions)))
             if signature in seen:
-                self.error(("events", "incoming"), f"patterns {seen[signature]!r} and {pattern.key!r} "
-                           "have the same detection_pattern: messages would be ambiguous")
+                self.error((*pattern.path, "detection_pattern"), f"same detection_pattern as pattern "
+                           f"{seen[signature]!r}: messages would be ambiguous")
             seen[signature] = pattern.key
         return out
 
     # -- templates -----------------------------------------------------------------------
 
-    def templates(self, data: Mapping[str, Any], extra_vars: set[str]) -> dict[str, Template]:
+    def templates(self, data: Mapping[str, Any], extra_vars: set[str], patterns: list[Pattern]) -> dict[str, Template]:
         known = set(self.protocol.fields) | set(vocab.CONTEXT_VARIABLES) | extra_vars
         out: dict[str, Template] = {}
-        for name, raw in data.get("events", {}).get("outgoing", {}).items():
+        declared = data.get("events", {}).get("outgoing")
+        if declared is None and self.kind == "telephony":
+            return mirror_templates(patterns)
+        for name, raw in (declared or {}).items():
             path: JsonPath = ("events", "outgoing", name)
             try:
                 template = Template(name, raw)
@@ -426,10 +439,64 @@ class _Compiler:
                 self.error((*path, *exc.path), str(exc))
                 continue
             for var in sorted(template.variables - known):
-                self.error(path, f"unknown variable ${{{var}}} (canonical fields, "
-                           f"{', '.join(sorted(vocab.CONTEXT_VARIABLES))}, or x_ fields this spec extracts)")
+                self.error(_find_placeholder(raw, var, path), f"unknown variable ${{{var}}}{suggest(var, known)} "
+                           "(a canonical field, a context variable, or an x_ field this spec extracts)")
             out[name] = template
         return out
+
+
+def suggest(name: str, known: Any) -> str:
+    """``; did you mean 'x'?`` for a near miss, else nothing."""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _find_placeholder(node: Any, var: str, path: JsonPath) -> JsonPath:
+    """The path of the first value in a template that uses ``${var}`` (else the template's)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(value, str) and "${" + var in value:
+            return (*path, key)
+        found = _find_placeholder(value, var, (*path, key))
+        if found != (*path, key):
+            return found
+    return path
+
+
+def mirror_templates(patterns: list[Pattern]) -> dict[str, Template]:
+    """Outgoing messages in the shape of the incoming ones, for specs that declare none.
+
+    The adapter guide's example maps only what the platform sends; a platform that follows the
+    guide literally takes back the same shapes. Each media/mark/clear pattern becomes a template:
+    its ``detection_pattern`` equalities as constants, its simple extraction paths as
+    placeholders (optional, except the audio). Only text patterns are mirrored.
+    """
+    out: dict[str, Template] = {}
+    for pattern in patterns:
+        event = pattern.emits[0] if pattern.emits else ""
+        if event not in MIRRORED_EVENTS or event in out or pattern.frame != "text" or pattern.ignore:
+            continue
+        message: dict[str, Any] = {}
+        for condition in pattern.conditions:
+            if condition.op == "eq" and not condition.path.startswith("$"):
+                _put(message, condition.path, condition.arg)
+        for rule in pattern.rules:
+            path = rule.paths[0] if rule.paths else ""
+            if path and not path.startswith("$") and "[" not in path:
+                optional = "" if rule.field == "audio" else "?"
+                _put(message, path, f"${{{rule.field}{optional}}}")
+        out[event] = Template(event, message)
+    return out
+
+
+def _put(message: dict[str, Any], path: str, value: Any) -> None:
+    node = message
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return
+    node[last] = value
 
 
 def _index(patterns: list[Pattern]) -> tuple[str | None, dict[Any, tuple[Pattern, ...]], tuple[Pattern, ...]]:
@@ -468,13 +535,13 @@ def compile_peer(
     audio = c.audio(data)
     patterns = c.patterns(data)
     custom_vars = {r.field for p in patterns for r in p.rules if r.field.startswith("x_")}
-    templates = c.templates(data, custom_vars)
+    templates = c.templates(data, custom_vars, patterns)
     mapped = frozenset(e for p in patterns if not p.ignore for e in p.emits)
     for pattern in patterns:
         for reply in pattern.replies:
             if reply not in templates:
-                c.error(("events", "incoming"), f"pattern {pattern.key!r} replies with {reply!r}, "
-                        "which is not an outgoing message")
+                c.error((*pattern.path, "reply"), f"reply {reply!r} is not an outgoing message"
+                        f"{suggest(reply, templates)}")
     if any(p.frame == "binary" for p in patterns) and data.get("transport", "json") != "binary+json":
         c.error(("transport",), "binary patterns need `transport: binary+json`")
     marks_raw = data.get("marks", {})

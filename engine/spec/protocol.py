@@ -7,6 +7,7 @@ or a :class:`Policy`, so the per-message decision is one dict lookup. Each leg a
 
 from __future__ import annotations
 
+import difflib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -137,7 +138,9 @@ class _Checker:
     def actions(self, names: list[str], path: JsonPath) -> tuple[str, ...]:
         for index, name in enumerate(names):
             if name not in vocab.ACTIONS:
-                self.error((*path, index), f"unknown action {name!r} (known: {', '.join(sorted(vocab.ACTIONS))})")
+                close = difflib.get_close_matches(name, list(vocab.ACTIONS), n=1, cutoff=0.7)
+                hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(vocab.ACTIONS))})"
+                self.error((*path, index), f"unknown action {name!r}{hint}")
         return tuple(names)
 
 
@@ -194,6 +197,7 @@ def _compile_leg(
     media_states: set[str] = set()
     edges: dict[str, set[str]] = {s: set() for s in states}
     media_action = vocab.MEDIA_ACTIONS[leg]
+    broken_edges = False
     for state, body in raw["states"].items():
         spath: JsonPath = (*base, "states", state)
         enter = list(check.actions(body.get("on_enter", []), (*spath, "on_enter")))
@@ -207,11 +211,14 @@ def _compile_leg(
                 continue
             dest = tr.get("to")
             if dest is not None and dest not in raw["states"]:
-                check.error((*tpath, "to"), f"unknown state {dest!r}")
+                close = difflib.get_close_matches(dest, states, n=1, cutoff=0.7)
+                check.error((*tpath, "to"), f"unknown state {dest!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+                broken_edges = True
                 continue
             guard = tr.get("guard")
             if guard is not None and guard not in vocab.GUARDS:
                 check.error((*tpath, "guard"), f"unknown guard {guard!r} (known: {', '.join(sorted(vocab.GUARDS))})")
+                continue
             actions = check.actions(tr.get("actions", []), (*tpath, "actions"))
             if event == "media":
                 if dest is not None or guard is not None or set(actions) - {media_action}:
@@ -244,7 +251,7 @@ def _compile_leg(
                     table[(state, event)] = otherwise
     # Reachability and ways out.
     final = set(raw["final"])
-    if raw["initial"] in edges:
+    if raw["initial"] in edges and not broken_edges:
         seen = {raw["initial"]}
         queue = deque([raw["initial"]])
         while queue:

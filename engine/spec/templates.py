@@ -171,7 +171,8 @@ class Template:
                 resolved = self._fill(value, filled)
                 if resolved is not MISSING:
                     out[key] = resolved
-            return out
+            # An object whose every member was an absent optional goes too.
+            return out if out or not node else MISSING
         if isinstance(node, list):
             return [v for v in (self._fill(x, filled) for x in node) if v is not MISSING]
         if isinstance(node, str) and node.startswith("\x00") and node.endswith("\x00"):

@@ -6,6 +6,7 @@ document come out at once, each as ``file:LINE:COL: $.json.path: message``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from functools import cache
@@ -50,6 +51,14 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
     return cls(schema(kind), registry=_registry())  # type: ignore[no-any-return]
 
 
+_PATTERN_MEANING = {
+    "^wss?://": "must be a ws:// or wss:// URL",
+    "^[a-z][a-z0-9_-]*$": "must be lowercase letters, digits, - or _ (it is part of the URL)",
+    "^[a-z][a-z0-9_]*$": "must be lowercase letters, digits or _",
+    "^[A-Za-z_][A-Za-z0-9_]*$": "must be letters, digits or _",
+}
+
+
 def _explain(error: ValidationError) -> ValidationError:
     """For oneOf/anyOf failures, the most specific sub-error says more than the summary."""
     while error.context:
@@ -65,6 +74,9 @@ def _message(error: ValidationError) -> str:
         return error.message.replace("Additional properties are not allowed", "unknown key")
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
+    if error.validator == "pattern":
+        meaning = _PATTERN_MEANING.get(error.validator_value, f"must match {error.validator_value}")
+        return f"{json.dumps(error.instance)} {meaning}"
     if error.validator == "enum":
         choices = ", ".join(json.dumps(c) for c in error.validator_value)
         return f"{json.dumps(error.instance)} is not one of {choices}"
@@ -88,6 +100,14 @@ def _unknown_keys(error: ValidationError) -> list[str]:
     ]
 
 
+def _allowed_keys(error: ValidationError) -> list[str]:
+    keys = list(error.schema.get("properties", {}))
+    ref = error.schema.get("$ref")
+    if ref and ref.endswith("peer.schema.json"):
+        keys += list(schema("peer")["properties"])
+    return keys
+
+
 def schema_errors(doc: LoadedDocument, kind: str) -> list[SpecError]:
     """Every schema violation in ``doc``, located; empty when it is valid."""
     found: list[SpecError] = []
@@ -97,8 +117,11 @@ def schema_errors(doc: LoadedDocument, kind: str) -> list[SpecError]:
         unknown = _unknown_keys(error)
         if unknown:
             # Point at each offending key rather than at its parent mapping.
+            allowed = _allowed_keys(error)
             for key in unknown:
-                found.append(doc.error((*path, key), f"unknown key {key!r}"))
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                found.append(doc.error((*path, key), f"unknown key {key!r}{hint}"))
             continue
         found.append(doc.error(path, _message(error)))
     return found
