@@ -9,7 +9,8 @@ Rules that all kernels follow:
 * they trust their arguments: the Python classes around them (:mod:`engine.dsp.resample`,
   :mod:`engine.dsp.transcoder`) validate once at construction and size the buffers. numba does
   not bounds-check, so a too-small output array is memory corruption, not an exception;
-* they read samples through ``int()``/``float()`` and store in-range values, so that they also
+* they read samples through ``int()`` (``np.int64()`` for unsigned bytes: numba keeps ``int()``
+  of a uint8 unsigned, so ``b - 256`` would wrap) and store in-range values, so that they also
   run unchanged as plain Python under ``NUMBA_DISABLE_JIT=1`` (the CI runs the tests both ways).
 
 Each kernel has a plain-numpy twin in :mod:`engine.dsp.reference` for cross-checking.
@@ -285,13 +286,13 @@ _NATIVE_PCM16 = CODE_PCM_16_LE if sys.byteorder == "little" else CODE_PCM_16_BE
 
 @numba.njit([nt.int64(s, nt.int64) for s in _SRC], cache=True)
 def _read_pcm16_le(src, i):
-    v = int(src[2 * i]) | (int(src[2 * i + 1]) << 8)
+    v = np.int64(src[2 * i]) | (np.int64(src[2 * i + 1]) << 8)
     return v - ((v >> 15) << 16)
 
 
 @numba.njit([nt.int64(s, nt.int64) for s in _SRC], cache=True)
 def _read_pcm16_be(src, i):
-    v = (int(src[2 * i]) << 8) | int(src[2 * i + 1])
+    v = (np.int64(src[2 * i]) << 8) | np.int64(src[2 * i + 1])
     return v - ((v >> 15) << 16)
 
 
@@ -320,10 +321,10 @@ def _decode_mono(src, n_frames, code, channels, dst, offset):
             out[i] = _read_pcm16_be(src, i)
     elif code == CODE_PCM_8_U:
         for i in range(n):
-            out[i] = (int(src[i]) - 128) << 8
+            out[i] = (np.int64(src[i]) - 128) << 8
     elif code == CODE_PCM_8_S:
         for i in range(n):
-            v = int(src[i])
+            v = np.int64(src[i])
             out[i] = (v - ((v >> 7) << 8)) << 8
     elif code == CODE_MULAW:
         for i in range(n):

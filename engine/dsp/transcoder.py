@@ -143,7 +143,8 @@ class Transcoder:
             return data
         if self._encoder is not None:
             raise UsageError(_USE_PACKETS)
-        return self._out[: self._run(data)].tobytes()
+        n = self._run(data)  # first: it may grow (replace) self._out
+        return self._out[:n].tobytes()
 
     def flush(self) -> bytes:
         """End of utterance: the filter's tail, then a fresh start."""
@@ -158,7 +159,8 @@ class Transcoder:
         """Stand-in output for ``ms`` of missing input (silence, or Opus PLC)."""
         if self._encoder is not None:
             raise UsageError(_USE_PACKETS)
-        return self._out[: self._run_concealment(ms)].tobytes()
+        n = self._run_concealment(ms)
+        return self._out[:n].tobytes()
 
     # --- Opus destination -----------------------------------------------------------------------
 
