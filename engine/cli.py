@@ -1,6 +1,7 @@
 """The ``callbridge`` command (also ``python -m engine``).
 
-Subcommands: ``check``, ``diagram``, ``replay`` (protocol designers); more arrive with the server.
+Subcommands: ``check``, ``diagram``, ``replay`` (protocol designers); ``serve`` (the bridge
+server) and ``call`` (a simulated phone call against it).
 Every failure prints one located line per problem and exits non-zero; never a traceback.
 """
 
@@ -85,12 +86,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from engine.io.server import serve_main
-    except ImportError:
-        print("callbridge serve: the server is not built yet; checking the specs instead")
-        return _cmd_check(argparse.Namespace(specs=args.specs, paths=[]))
+    from engine.io.server import serve_main
+
     return serve_main(args)
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    from engine.io.callsim import call_main
+
+    return call_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(func=_cmd_serve)
+
+    call = sub.add_parser("call", help="a simulated phone call against a running server")
+    call.add_argument("--provider", required=True, help="platform spec to speak (e.g. twilio)")
+    call.add_argument("--audio", help="16-bit WAV the caller plays (default: a speech-like signal)")
+    call.add_argument("--seconds", type=float, default=3.0, help="test signal length (default 3)")
+    call.add_argument("--out", help="write the audio that came back to this WAV")
+    call.add_argument("--dtmf", default="", help="keys to press after the audio, e.g. 12#")
+    call.add_argument("--tail", type=float, default=1.0,
+                      help="seconds of silence before hanging up (default 1)")
+    call.add_argument("url", nargs="?", help="server URL (default: ws://127.0.0.1:8765/ws-adapter/"
+                      "PROVIDER/inbound/1/1/+14155550100?caller_id=+14155550123)")
+    call.set_defaults(func=_cmd_call)
     return parser
 
 

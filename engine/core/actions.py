@@ -2,20 +2,21 @@
 
 The core never touches a socket: every ``receive_*``/``on_timer`` call returns a list of these,
 in order, and the adapter carries them out. ``leg`` is ``"telephony"`` or ``"ai"``.
+
+They are named tuples: immutable, and cheap enough to build one per audio frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 TELEPHONY = "telephony"
 AI = "ai"
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     """Send ``data`` on ``leg``: a text frame of JSON bytes, or a binary frame when ``binary``."""
 
     leg: str
@@ -23,8 +24,7 @@ class Send:
     binary: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class OpenLeg:
+class OpenLeg(NamedTuple):
     """Open the AI leg: a WebSocket client to ``url`` with these headers and subprotocols."""
 
     leg: str
@@ -34,8 +34,7 @@ class OpenLeg:
     attempt: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class CloseLeg:
+class CloseLeg(NamedTuple):
     """Close ``leg`` with a WebSocket close code and a short reason."""
 
     leg: str
@@ -43,8 +42,7 @@ class CloseLeg:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(NamedTuple):
     """Something operators should see: logged with the call id, counted in metrics.
 
     ``code`` is a stable dotted name (``violation.unknown``, ``mark.cleared``, ``playout.overrun``).
@@ -54,7 +52,7 @@ class Notice:
     leg: str
     message: str
     level: str = "info"  # debug | info | warning | error
-    fields: Mapping[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any] = MappingProxyType({})
 
 
 Action = Send | OpenLeg | CloseLeg | Notice

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.dsp.formats import AudioFormat
+from engine.dsp.formats import OPUS, AudioFormat
 from engine.errors import CodecError
 
 
@@ -53,7 +53,7 @@ class TranscodingConverter:
 
         self.src, self.dst = src, dst
         self._t = Transcoder(src, dst, call_id=call_id, leg=leg)
-        self._packets = hasattr(self._t, "convert_packets") and dst.encoding == "OPUS"
+        self._packets = dst.encoding == OPUS
 
     def convert(self, data: bytes) -> list[bytes]:
         if self._packets:
@@ -65,9 +65,9 @@ class TranscodingConverter:
         self._t.reset()
 
     def flush(self) -> list[bytes]:
+        if self._packets:
+            return self._t.flush_packets()
         out = self._t.flush()
-        if isinstance(out, list):
-            return [p for p in out if p]
         return [out] if out else []
 
 

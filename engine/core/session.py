@@ -97,6 +97,8 @@ class Leg:
         self.compiled = compiled
         self.peer = peer
         self.close_sent = False
+        self.frames_in = 0
+        self.frames_out = 0
 
     def __repr__(self) -> str:
         return f"<{self.name} leg in {getattr(self, 'state', '?')}>"
@@ -183,8 +185,7 @@ class CallSession:
         self._timers: dict[str, float] = {}
         self._tel_media_states = protocol.legs[TELEPHONY].media_states
         self._ai_media_states = protocol.legs[AI].media_states
-        self.stats: dict[str, int] = {"telephony_in": 0, "telephony_out": 0, "ai_in": 0, "ai_out": 0,
-                                      "violations": 0, "clears": 0, "marks_played": 0, "marks_cleared": 0}
+        self.stats: dict[str, int] = {"violations": 0, "clears": 0, "marks_played": 0, "marks_cleared": 0}
         self.hangup_reason = "NORMAL_CLEARING"
         self._sync_timers()
 
@@ -219,7 +220,10 @@ class CallSession:
             self.now = now
             out = self._out = []
             if target.state in target.compiled.media_states:
-                self._forward_audio(fields["audio"]) if target is self.tel else self._play_audio(fields["audio"])
+                try:
+                    self._forward_audio(fields["audio"]) if target is self.tel else self._play_audio(fields["audio"])
+                except CallbridgeError as exc:
+                    self._note("error.media", target.name, str(exc), "error")
             else:
                 entry = target.compiled.table[(target.state, "media")]
                 assert isinstance(entry, Policy)
@@ -261,6 +265,11 @@ class CallSession:
             self.specs.protocol.legs[TELEPHONY].machine.remove_model(self.tel)
             self.specs.protocol.legs[AI].machine.remove_model(self.ai)
 
+    def counters(self) -> dict[str, int]:
+        """Frames each way per leg plus the session's event counters (for summaries and metrics)."""
+        return {"telephony_in": self.tel.frames_in, "telephony_out": self.tel.frames_out,
+                "ai_in": self.ai.frames_in, "ai_out": self.ai.frames_out, **self.stats}
+
     def played_ms(self) -> float:
         return self.playout.played_ms(self.now)
 
@@ -269,7 +278,7 @@ class CallSession:
     def _receive(self, leg: Leg, message: str | bytes, now: float, env: Mapping[str, Any]) -> list[Action]:
         self.now = now
         out = self._out = []
-        self.stats[leg.name + "_in"] += 1
+        leg.frames_in += 1
         try:
             decoded = leg.peer.decode(message, env)
         except RemoteProtocolError as exc:
@@ -283,10 +292,13 @@ class CallSession:
         if events == ("media",):
             # The hot path: no trigger, one set lookup.
             if leg.state in (self._tel_media_states if leg is self.tel else self._ai_media_states):
-                if leg is self.tel:
-                    self._forward_audio(decoded.fields["audio"])
-                else:
-                    self._play_audio(decoded.fields["audio"])
+                try:
+                    if leg is self.tel:
+                        self._forward_audio(decoded.fields["audio"])
+                    else:
+                        self._play_audio(decoded.fields["audio"])
+                except CallbridgeError as exc:
+                    self._note("error.media", leg.name, str(exc), "error")
             else:
                 entry = leg.compiled.table[(leg.state, "media")]
                 assert isinstance(entry, Policy)
@@ -316,7 +328,7 @@ class CallSession:
             self._forward_audio(fields["audio"]) if leg is self.tel else self._play_audio(fields["audio"])
             return
         try:
-            moved = leg.trigger(event, Payload(event, fields))  # type: ignore[attr-defined]
+            moved = leg.compiled.machine.fire(leg, event, Payload(event, fields))
         except CallbridgeError as exc:
             self._note("error.action", leg.name, str(exc), "error")
             return
@@ -372,9 +384,8 @@ class CallSession:
             return False
         ctx = self.tel_ctx if leg is self.tel else self.ai_ctx
         ctx["seq"] += 1
-        data = tmpl.render(values, ctx)
-        self._out.append(Send(leg.name, data, tmpl.binary))
-        self.stats[leg.name + "_out"] += 1
+        self._out.append(Send(leg.name, tmpl.render(values, ctx), tmpl.binary))
+        leg.frames_out += 1
         return True
 
     def _send_media(self, leg: Leg, audio: bytes, duration_ms: float) -> None:
@@ -391,10 +402,18 @@ class CallSession:
     # ------------------------------------------------------------------ media paths
 
     def _forward_audio(self, audio: bytes) -> None:
-        ai_state = self.ai.state
+        ai = self.ai
+        ai_state = ai.state
         if ai_state in self._ai_media_states and self._uplink is not None:
+            ctx = self.ai_ctx
+            tmpl = self._ai_media
+            ms_per_byte = self._ai_ms_per_byte
             for chunk in self._uplink.convert(audio):
-                self._send_media(self.ai, chunk, self._duration_ms(chunk, self.ai_format))
+                ctx["seq"] += 1
+                ctx["media_seq"] += 1
+                self._out.append(Send(AI, tmpl.render({"audio": chunk}, ctx), tmpl.binary))
+                ctx["media_timestamp"] += len(chunk) * ms_per_byte if ms_per_byte else ai.peer.opus_frame_ms
+            ai.frames_out += 1
         elif ai_state not in self.ai.compiled.final:
             # The AI leg is still opening: keep the caller's first words for it (bounded).
             self._early.append(audio)
@@ -406,6 +425,8 @@ class CallSession:
     def _play_audio(self, audio: bytes) -> None:
         if self._downlink is None:
             return
+        if self._framer is None and self.tel_out.encoding != formats.OPUS:
+            self._framer = self._make_framer()
         for chunk in self._downlink.convert(audio):
             for frame in self._framer.push(chunk) if self._framer is not None else (chunk,):
                 if not self.playout.push(frame, self._duration_ms(frame, self.tel_out)):
@@ -482,8 +503,9 @@ class CallSession:
         self.start_fields = MappingProxyType(dict(fields))
         self._build_contexts(fields)
         self._uplink = make_converter(self.tel_in, self.ai_format, call_id=self.call_id, leg=AI)
+        self._ai_media = self.ai.peer.templates["media"]
+        self._ai_ms_per_byte = 1.0 / self.ai_format.bytes_per_ms if self.ai_format.bytes_per_ms else 0.0
         self._downlink = make_converter(self.ai_format, self.tel_out, call_id=self.call_id, leg=TELEPHONY)
-        self._framer = self._make_framer()
         peer = self.ai.peer
         target = self.ai_target
         assert peer.websocket is not None

@@ -59,6 +59,8 @@ def _number_text(text: str) -> str:
 def _to_int(value: Any) -> int:
     if type(value) is int:
         return value
+    if type(value) is str and value.isdigit():
+        return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if type(value) is str:

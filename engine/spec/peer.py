@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -54,6 +54,7 @@ class Pattern:
     replies: tuple[str, ...]
     ignore: bool = False
     path: tuple[str | int, ...] = field(default=(), compare=False)
+    extract: Any = field(default=None, compare=False, repr=False)  # compiled by compile_extractor
 
     def matches(self, message: Any, env: Mapping[str, Any]) -> bool:
         for condition in self.conditions:
@@ -61,17 +62,8 @@ class Pattern:
                 return False
         return True
 
-    def extract(self, message: Any, env: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for rule in self.rules:
-            value = rule.read(message, env)
-            if value is not MISSING:
-                out[rule.field] = value
-        return out
 
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     """What one frame meant: the canonical events (in order) and the replies it asks for."""
 
     pattern: Pattern
@@ -398,7 +390,8 @@ class _Compiler:
             self.error((*path, "extraction_map"), f"{'/'.join(emits)} needs field {fname!r}")
         replies = raw.get("reply", ())
         replies = (replies,) if isinstance(replies, str) else tuple(replies)
-        return Pattern(key, emits, frame, tuple(conditions), tuple(rules), replies, ignore, path)
+        return Pattern(key, emits, frame, tuple(conditions), tuple(rules), replies, ignore, path,
+                       compile_extractor(tuple(rules)))
 
     def patterns(self, data: Mapping[str, Any]) -> list[Pattern]:
         incoming = data.get("events", {}).get("incoming", {})
@@ -443,6 +436,44 @@ class _Compiler:
                            "(a canonical field, a context variable, or an x_ field this spec extracts)")
             out[name] = template
         return out
+
+
+def compile_extractor(rules: tuple[FieldRule, ...]) -> Any:
+    """One generated function ``(message, env) -> fields`` for a pattern's extraction map.
+
+    It runs for every media frame, so plain paths (``media.payload``) become inline ``dict.get``
+    chains followed by the field's coercion; anything else (alternatives, defaults, maps,
+    decoders, ``$`` roots) and every failure go through the rule's generic ``read``, which also
+    words the error. Paths are embedded with ``repr``, so the source is built from data only.
+    """
+    namespace: dict[str, Any] = {"MISSING": MISSING, "FieldError": FieldError}
+    lines = ["def extract(message, env):", "    out = {}"]
+    for index, rule in enumerate(rules):
+        namespace[f"read{index}"] = rule.read
+        namespace[f"coerce{index}"] = rule.coerce
+        steps = rule.paths[0].split(".") if len(rule.paths) == 1 else []
+        simple = (steps and len(steps) <= 4 and rule.constant is MISSING and rule.default is MISSING
+                  and rule.mapping is None and rule.decode is None
+                  and all(step.isidentifier() for step in steps))
+        if not simple:
+            lines.append(f"    v = read{index}(message, env)")
+        else:
+            lines.append(f"    v = message.get({steps[0]!r}, MISSING) if type(message) is dict else MISSING")
+            for step in steps[1:]:
+                lines.append(f"    v = v.get({step!r}, MISSING) if type(v) is dict else MISSING")
+            lines += [
+                "    if v is MISSING or v is None:",
+                f"        v = read{index}(message, env)",
+                "    else:",
+                "        try:",
+                f"            v = coerce{index}(v)",
+                "        except FieldError:",
+                f"            v = read{index}(message, env)",
+            ]
+        lines += ["    if v is not MISSING:", f"        out[{rule.field!r}] = v"]
+    lines.append("    return out")
+    exec(compile("\n".join(lines), "<extraction map>", "exec"), namespace)  # noqa: S102
+    return namespace["extract"]
 
 
 def suggest(name: str, known: Any) -> str:

@@ -91,7 +91,7 @@ class CompiledLeg:
     on_enter: Mapping[str, tuple[str, ...]]
     malformed: Policy
     unknown: Policy
-    machine: Machine = field(repr=False, compare=False)
+    machine: SharedMachine = field(repr=False, compare=False)
 
     def decide(self, state: str, event: str) -> Transition | Policy:
         return self.table[(state, event)]
@@ -283,10 +283,28 @@ def _compile_leg(
     )
 
 
+class SharedMachine(Machine):
+    """A ``transitions.Machine`` shared by every call of a compiled protocol.
+
+    Calls attach their leg as a model and detach it at hang-up. The stock ``add_model`` binds
+    some thirty convenience methods (``is_<state>``, ``may_<event>``, one per trigger) onto each
+    model and scans the model list; the engine uses none of them (it fires ``events[name]``
+    directly), so attaching here is one state assignment and one append.
+    """
+
+    def add_model(self, model: Any, initial: Any = None) -> None:
+        self.set_state(initial if initial is not None else self.initial, model=model)
+        self.models.append(model)
+
+    def fire(self, model: Any, event: str, *args: Any) -> bool:
+        """Trigger ``event`` on ``model``; ``False`` when a guard said no."""
+        return bool(self.events[event].trigger(model, *args))
+
+
 def _build_machine(
     leg: str, initial: str, states: list[str],
     table: dict[tuple[str, str], Transition | Policy], on_enter: dict[str, tuple[str, ...]],
-) -> Machine:
+) -> SharedMachine:
     """One Machine per leg, shared by every call. Callbacks are the leg model's ``act_*`` and
     ``guard_*`` methods; media transitions are left out (they never fire a trigger)."""
     machine_states = [State(s, on_enter=[f"act_{a}" for a in on_enter[s]]) for s in states]
@@ -300,7 +318,7 @@ def _build_machine(
                 "conditions": [f"guard_{entry.guard}"] if entry.guard else [],
                 "after": [f"act_{a}" for a in entry.actions],
             })
-    return Machine(
+    return SharedMachine(
         model=None, states=machine_states, transitions=transitions, initial=initial,
         auto_transitions=False, send_event=False, ignore_invalid_triggers=False,
         name=f"{leg}-leg",

@@ -21,12 +21,12 @@ MEDIA = b"\xff" * 160
 
 #: canonical fields that satisfy each guard / make each event well-formed
 GOOD = {
-    "media": {"audio": MEDIA}, "dtmf": {"digit": "5"}, "mark": {"mark": "<pending>"},
+    "start": {"stream_id": "MZ1", "call_id": "CA1"}, "media": {"audio": MEDIA}, "dtmf": {"digit": "5"}, "mark": {"mark": "<pending>"},
     "stop": {"reason": "caller hung up"}, "timeout": {"reason": "test timer", "close_code": 1008},
 }
 #: fields that make each guard say no
 BAD = {
-    "start": {"encoding": "audio/x-l16", "sample_rate": 16000},
+    "start": {"stream_id": "MZ1", "encoding": "audio/x-l16", "sample_rate": 16000},
     "dtmf": {"digit": "X"},
     "mark": {"mark": "never-sent"},
 }
