@@ -28,6 +28,7 @@ def bare_parse_dump() -> Callable[[], object]:
 
     def run() -> object:
         return orjson.dumps(orjson.loads(message))
+
     return run
 
 
@@ -47,6 +48,7 @@ def media_through_core(spec_set: SpecSet, ai: str = "default_ulaw") -> Callable[
 
     def run() -> object:
         return receive(message, 1.0)
+
     return run
 
 
@@ -61,4 +63,5 @@ def call_setup(spec_set: SpecSet, ai: str = "default_ulaw") -> Callable[[], obje
         out = session.ai_opened(0.0)
         session.release()
         return out
+
     return run

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import core_cases  # noqa: E402
+from bench import core_cases
 
 
 def median_us(fn: Callable[[], object], repeat: int = 9) -> float:
@@ -38,7 +38,7 @@ def main() -> int:
     setup = median_us(core_cases.call_setup(spec_set), repeat=7)
     print(f"{'case':<58} {'median µs':>10} {'x floor':>8} {'target':>8}")
     for name, value, target in rows:
-        print(f"{name:<58} {value:>10.2f} {value / floor:>8.1f} {('<= %gx' % target) if target else '':>8}")
+        print(f"{name:<58} {value:>10.2f} {value / floor:>8.1f} {f'<= {target:g}x' if target else '':>8}")
     print(f"{'call set-up (session, handshake, start, AI open, release)':<58} {setup:>10.2f} {'':>8} {'<= 100':>8}")
     ok = media / floor <= 10.0 and setup <= 100.0
     print("targets met" if ok else "targets NOT met")

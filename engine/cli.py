@@ -14,6 +14,11 @@ from pathlib import Path
 import orjson
 
 from engine.errors import CallbridgeError, SpecErrors
+from engine.spec.loader import SpecSet
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -25,14 +30,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for error in errors:
         print(error, file=sys.stderr)
     if errors:
-        print(f"callbridge check: {len(errors)} error{'s' if len(errors) != 1 else ''} in {count} file{'s' if count != 1 else ''}",
-              file=sys.stderr)
+        print(
+            f"callbridge check: {_plural(len(errors), 'error')} in {_plural(count, 'file')}",
+            file=sys.stderr,
+        )
         return 1
     print(f"callbridge check: {count} file{'s' if count != 1 else ''} OK")
     return 0
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> SpecSet:
     from engine.spec.loader import load_specs
 
     return load_specs(Path(args.specs) if args.specs else None)
@@ -46,8 +53,11 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
     if fmt == "svg":
         text = diagram.svg(specs.protocol)
         if text is None:
-            print("callbridge diagram: Graphviz `dot` is not installed; printing Mermaid instead "
-                  "(install graphviz for SVG)", file=sys.stderr)
+            print(
+                "callbridge diagram: Graphviz `dot` is not installed; printing Mermaid instead "
+                "(install graphviz for SVG)",
+                file=sys.stderr,
+            )
             text = diagram.mermaid(specs.protocol)
     elif fmt == "dot":
         text = diagram.dot(specs.protocol)
@@ -74,7 +84,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.write(orjson.dumps(step_json(step)).decode() + "\n")
             continue
-        moved = [f"{leg} {a}→{b}" for leg, a, b in zip(("telephony", "ai"), step.states_before, step.states_after, strict=True) if a != b]
+        moved = [
+            f"{leg} {a}→{b}"
+            for leg, a, b in zip(("telephony", "ai"), step.states_before, step.states_after, strict=True)
+            if a != b
+        ]
         print(f"#{step.index:<4} t={step.t:8.3f}s {step.leg:<9} {step.summary}")
         if moved:
             print(f"      state: {'; '.join(moved)}")
@@ -99,7 +113,9 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description="Bridge telephone calls to AI voice agents.")
-    parser.add_argument("--specs", help="spec folder (default: $CALLBRIDGE_SPECS, ./specs of a checkout, or the bundled specs)")
+    parser.add_argument(
+        "--specs", help="spec folder (default: $CALLBRIDGE_SPECS, ./specs of a checkout, or the bundled specs)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="validate specs; every error with file:line:col")
@@ -130,10 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--seconds", type=float, default=3.0, help="test signal length (default 3)")
     call.add_argument("--out", help="write the audio that came back to this WAV")
     call.add_argument("--dtmf", default="", help="keys to press after the audio, e.g. 12#")
-    call.add_argument("--tail", type=float, default=1.0,
-                      help="seconds of silence before hanging up (default 1)")
-    call.add_argument("url", nargs="?", help="server URL (default: ws://127.0.0.1:8765/ws-adapter/"
-                      "PROVIDER/inbound/1/1/+14155550100?caller_id=+14155550123)")
+    call.add_argument(
+        "--transcript",
+        help="recorded platform transcript (JSON Lines) whose handshake/start/media messages to replay as examples",
+    )
+    call.add_argument("--tail", type=float, default=1.0, help="seconds of silence before hanging up (default 1)")
+    call.add_argument(
+        "url",
+        nargs="?",
+        help="server URL (default: ws://127.0.0.1:8765/ws-adapter/"
+        "PROVIDER/inbound/1/1/+14155550100?caller_id=+14155550123)",
+    )
     call.set_defaults(func=_cmd_call)
     return parser
 

@@ -23,12 +23,14 @@ def _leg_mermaid(leg: CompiledLeg, indent: str) -> list[str]:
         enter = leg.on_enter.get(state)
         if enter:
             lines.append(f"{indent}{state} : entry / {', '.join(enter)}")
-        internal = [tr for (s, _), tr in leg.table.items() if s == state and isinstance(tr, Transition) and tr.dest is None]
+        internal = [
+            tr for (s, _), tr in leg.table.items() if s == state and isinstance(tr, Transition) and tr.dest is None
+        ]
         for tr in internal:
             lines.append(f"{indent}{state} : {_label(tr)}")
-    for (state, _event), tr in leg.table.items():
-        if isinstance(tr, Transition) and tr.dest is not None:
-            lines.append(f"{indent}{state} --> {tr.dest} : {_label(tr)}")
+    for (state, _event), entry in leg.table.items():
+        if isinstance(entry, Transition) and entry.dest is not None:
+            lines.append(f"{indent}{state} --> {entry.dest} : {_label(entry)}")
     for state in sorted(leg.final):
         lines.append(f"{indent}{state} --> [*]")
     return lines
@@ -38,11 +40,13 @@ def mermaid(protocol: CompiledProtocol) -> str:
     """Both legs as one Mermaid ``stateDiagram-v2`` with a composite state per leg."""
     lines = ["stateDiagram-v2", "    direction LR"]
     for name, leg in protocol.legs.items():
-        lines.append(f"    state \"{name} leg\" as {name}_leg {{")
+        lines.append(f'    state "{name} leg" as {name}_leg {{')
         lines.extend(line.replace("[*]", "[*]") for line in _leg_mermaid(leg, "        "))
         lines.append("    }")
     for rule in protocol.bridge:
-        lines.append(f"    note right of {rule.leg}_leg : on entering {'/'.join(rule.enters)} do {', '.join(rule.actions)}")
+        lines.append(
+            f"    note right of {rule.leg}_leg : on entering {'/'.join(rule.enters)} do {', '.join(rule.actions)}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -66,13 +70,13 @@ def policy_table(leg: CompiledLeg) -> str:
 def dot(protocol: CompiledProtocol) -> str:
     lines = ["digraph protocol {", "  rankdir=LR; node [shape=box, style=rounded, fontname=Helvetica];"]
     for name, leg in protocol.legs.items():
-        lines.append(f"  subgraph cluster_{name} {{ label=\"{name} leg\";")
+        lines.append(f'  subgraph cluster_{name} {{ label="{name} leg";')
         for state in leg.states:
             shape = "doublecircle" if state in leg.final else "box"
-            lines.append(f"    {name}_{state} [label=\"{state}\", shape={shape}];")
+            lines.append(f'    {name}_{state} [label="{state}", shape={shape}];')
         for (state, _event), tr in leg.table.items():
             if isinstance(tr, Transition) and tr.dest is not None:
-                lines.append(f"    {name}_{state} -> {name}_{tr.dest} [label=\"{_label(tr)}\"];")
+                lines.append(f'    {name}_{state} -> {name}_{tr.dest} [label="{_label(tr)}"];')
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -81,7 +81,9 @@ def read_transcript(path: Path) -> list[Entry]:
                 entries.append(Entry(t, leg, "binary", base64.b64decode(obj["binary"])))
             else:
                 frame = obj["frame"]
-                entries.append(Entry(t, leg, "frame", frame if isinstance(frame, str) else orjson.dumps(frame).decode()))
+                entries.append(
+                    Entry(t, leg, "frame", frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+                )
         else:
             entries.append(Entry(t, "telephony", "frame", line))
             t += 0.02
@@ -97,15 +99,26 @@ def _summary(entry: Entry) -> str:
     return text if len(text) <= 90 else text[:87] + "..."
 
 
-def replay(specs: SpecSet, provider: str, entries: Iterable[Entry], *, ai: str = "default",
-           auto_open_ai: bool = True, route: CallRoute | None = None) -> Iterator[Step]:
+def replay(
+    specs: SpecSet,
+    provider: str,
+    entries: Iterable[Entry],
+    *,
+    ai: str = "default",
+    auto_open_ai: bool = True,
+    route: CallRoute | None = None,
+) -> Iterator[Step]:
     """Run ``entries`` through a fresh session, yielding one :class:`Step` per input or timer."""
     if provider not in specs.providers:
         raise UsageError(f"unknown provider {provider!r} (known: {', '.join(sorted(specs.providers))})")
     if ai not in specs.ai_providers:
         raise UsageError(f"unknown AI provider {ai!r} (known: {', '.join(sorted(specs.ai_providers))})")
-    session = CallSession(specs, route or CallRoute(provider, virtual_number="+14155550100", caller_id="+14155550123"),
-                          AITarget(specs.ai_providers[ai]), call_id="replay")
+    session = CallSession(
+        specs,
+        route or CallRoute(provider, virtual_number="+14155550100", caller_id="+14155550123"),
+        AITarget(specs.ai_providers[ai]),
+        call_id="replay",
+    )
     index = 0
     explicit_ai = False
     entries = list(entries)
@@ -145,8 +158,12 @@ def replay(specs: SpecSet, provider: str, entries: Iterable[Entry], *, ai: str =
             yield run("timer", "-", deadline, "<timer>", lambda d=deadline: session.on_timer(d))
             deadline = session.next_deadline()
         if entry.kind == "internal":
-            method = {("ai", "opened"): session.ai_opened, ("ai", "failed"): session.ai_failed,
-                      ("ai", "closed"): session.ai_closed, ("telephony", "closed"): session.telephony_closed}.get((entry.leg, entry.data))
+            method = {
+                ("ai", "opened"): session.ai_opened,
+                ("ai", "failed"): session.ai_failed,
+                ("ai", "closed"): session.ai_closed,
+                ("telephony", "closed"): session.telephony_closed,
+            }.get((entry.leg, entry.data))
             if method is None:
                 raise UsageError(f"unknown internal event {entry.data!r} for the {entry.leg} leg")
             yield run("internal", entry.leg, entry.t, _summary(entry), lambda m=method, t=entry.t: m(t))
@@ -187,16 +204,34 @@ def step_json(step: Step) -> dict[str, Any]:
     out_actions = []
     for action in step.actions:
         if isinstance(action, Send):
-            out_actions.append({"type": "send", "leg": action.leg, "binary": action.binary,
-                                "data": base64.b64encode(action.data).decode() if action.binary else action.data.decode()})
+            out_actions.append(
+                {
+                    "type": "send",
+                    "leg": action.leg,
+                    "binary": action.binary,
+                    "data": base64.b64encode(action.data).decode() if action.binary else action.data.decode(),
+                }
+            )
         elif isinstance(action, OpenLeg):
             out_actions.append({"type": "open", "leg": action.leg, "url": action.url})
         elif isinstance(action, CloseLeg):
             out_actions.append({"type": "close", "leg": action.leg, "code": action.code, "reason": action.reason})
         else:
-            out_actions.append({"type": "notice", "leg": action.leg, "code": action.code, "level": action.level,
-                                "message": action.message})
-    return {"index": step.index, "t": round(step.t, 6), "leg": step.leg, "input": step.summary,
-            "states_before": {"telephony": step.states_before[0], "ai": step.states_before[1]},
-            "states_after": {"telephony": step.states_after[0], "ai": step.states_after[1]},
-            "actions": out_actions}
+            out_actions.append(
+                {
+                    "type": "notice",
+                    "leg": action.leg,
+                    "code": action.code,
+                    "level": action.level,
+                    "message": action.message,
+                }
+            )
+    return {
+        "index": step.index,
+        "t": round(step.t, 6),
+        "leg": step.leg,
+        "input": step.summary,
+        "states_before": {"telephony": step.states_before[0], "ai": step.states_before[1]},
+        "states_after": {"telephony": step.states_after[0], "ai": step.states_after[1]},
+        "actions": out_actions,
+    }

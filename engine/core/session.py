@@ -106,13 +106,16 @@ class Leg:
 
 def _bind(kind: str, name: str) -> Any:
     if kind == "act":
+
         def act(self: Leg, payload: Payload | None = None) -> None:
             self.session._run_action(name, self, payload)
+
         act.__name__ = f"act_{name}"
         return act
 
     def guard(self: Leg, payload: Payload | None = None) -> bool:
         return self.session._check_guard(name, self, payload)
+
     guard.__name__ = f"guard_{name}"
     return guard
 
@@ -137,7 +140,9 @@ class CallSession:
         playout_lead_ms: int | None = None,
     ) -> None:
         if route.provider not in specs.providers:
-            raise LocalProtocolError(f"unknown provider {route.provider!r} (known: {', '.join(sorted(specs.providers))})")
+            raise LocalProtocolError(
+                f"unknown provider {route.provider!r} (known: {', '.join(sorted(specs.providers))})"
+            )
         self.specs = specs
         self.route = route
         self.call_id = call_id or uuid.uuid4().hex
@@ -156,9 +161,14 @@ class CallSession:
         # Per-call environment for `$query`, `$path`, `$header` extraction roots.
         self._env: dict[str, Any] = {
             "query": dict(route.query),
-            "path": {"provider": route.provider, "call_type": route.call_type, "agent_id": route.agent_id,
-                     "outlet_id": route.outlet_id, "virtual_number": route.virtual_number,
-                     "caller_id": route.caller_id},
+            "path": {
+                "provider": route.provider,
+                "call_type": route.call_type,
+                "agent_id": route.agent_id,
+                "outlet_id": route.outlet_id,
+                "virtual_number": route.virtual_number,
+                "caller_id": route.caller_id,
+            },
             "header": {k.lower(): v for k, v in route.headers.items()},
         }
         self._ai_env: dict[str, Any] = {"query": {}, "path": {}, "header": {}}
@@ -181,7 +191,9 @@ class CallSession:
         self.ledger = MarkLedger(marks.timeout_ms / 1000.0, marks.max_pending)
         self.playout = Playout(
             lead_ms=float(playout_lead_ms if playout_lead_ms is not None else tel_peer.audio.playout_lead_ms),
-            max_buffer_ms=float(tel_peer.audio.max_buffer_ms), on_overrun=tel_peer.audio.on_overrun)
+            max_buffer_ms=float(tel_peer.audio.max_buffer_ms),
+            on_overrun=tel_peer.audio.on_overrun,
+        )
         self._timers: dict[str, float] = {}
         self._tel_media_states = protocol.legs[TELEPHONY].media_states
         self._ai_media_states = protocol.legs[AI].media_states
@@ -203,7 +215,12 @@ class CallSession:
         return self._internal(self.ai, "opened", now, {})
 
     def ai_failed(self, now: float, reason: str = "") -> list[Action]:
-        self._note("ai.connect_failed", AI, f"AI provider unreachable: {reason}" if reason else "AI provider unreachable", "warning")
+        self._note(
+            "ai.connect_failed",
+            AI,
+            f"AI provider unreachable: {reason}" if reason else "AI provider unreachable",
+            "warning",
+        )
         return self._internal(self.ai, "failed", now, {"reason": reason})
 
     def ai_closed(self, now: float, code: int | None = None) -> list[Action]:
@@ -267,8 +284,13 @@ class CallSession:
 
     def counters(self) -> dict[str, int]:
         """Frames each way per leg plus the session's event counters (for summaries and metrics)."""
-        return {"telephony_in": self.tel.frames_in, "telephony_out": self.tel.frames_out,
-                "ai_in": self.ai.frames_in, "ai_out": self.ai.frames_out, **self.stats}
+        return {
+            "telephony_in": self.tel.frames_in,
+            "telephony_out": self.tel.frames_out,
+            "ai_in": self.ai.frames_in,
+            "ai_out": self.ai.frames_out,
+            **self.stats,
+        }
 
     def played_ms(self) -> float:
         return self.playout.played_ms(self.now)
@@ -341,8 +363,7 @@ class CallSession:
             return
         self.stats["violations"] += 1
         message = f"{detail} ({kind}; policy {policy})"
-        self._note(f"violation.{kind}", leg.name, message, "warning",
-                   {"policy": policy.kind, "state": leg.state})
+        self._note(f"violation.{kind}", leg.name, message, "warning", {"policy": policy.kind, "state": leg.state})
         if policy.kind == "reject" and "error" in leg.peer.templates:
             self._send(leg, "error", {"error": detail, "reason": kind})
         elif policy.kind == "close":
@@ -351,7 +372,8 @@ class CallSession:
                 self.hangup_reason = "NORMAL_CLEARING"
             self._close(leg, policy.close_code, reason)
             if (leg.state, "hangup_sent") in leg.compiled.table and isinstance(
-                    leg.compiled.table[(leg.state, "hangup_sent")], Transition):
+                leg.compiled.table[(leg.state, "hangup_sent")], Transition
+            ):
                 self._dispatch(leg, "hangup_sent", {"close_code": policy.close_code, "reason": reason})
 
     def _run_action(self, name: str, leg: Leg, payload: Payload | None) -> None:
@@ -375,7 +397,9 @@ class CallSession:
 
     # ------------------------------------------------------------------ output helpers
 
-    def _note(self, code: str, leg: str, message: str, level: str = "info", fields: Mapping[str, Any] | None = None) -> None:
+    def _note(
+        self, code: str, leg: str, message: str, level: str = "info", fields: Mapping[str, Any] | None = None
+    ) -> None:
         self._out.append(Notice(code, leg, message, level, fields or {}))
 
     def _send(self, leg: Leg, template: str, values: Mapping[str, Any]) -> bool:
@@ -430,9 +454,13 @@ class CallSession:
         for chunk in self._downlink.convert(audio):
             for frame in self._framer.push(chunk) if self._framer is not None else (chunk,):
                 if not self.playout.push(frame, self._duration_ms(frame, self.tel_out)):
-                    self._note("playout.overrun", TELEPHONY,
-                               f"AI audio beyond the {self.playout.max_buffer_ms:.0f} ms playout cap "
-                               f"({self.playout.on_overrun})", "warning")
+                    self._note(
+                        "playout.overrun",
+                        TELEPHONY,
+                        f"AI audio beyond the {self.playout.max_buffer_ms:.0f} ms playout cap "
+                        f"({self.playout.on_overrun})",
+                        "warning",
+                    )
                     if self.playout.on_overrun == "close":
                         self._run_action("hangup_telephony", self.tel, Payload("overrun", {}))
                         return
@@ -459,8 +487,13 @@ class CallSession:
     def _answer_mark(self, mark: Mark) -> None:
         outcome = mark.outcome or PLAYED
         self.stats["marks_played" if outcome == PLAYED else "marks_cleared"] += outcome in (PLAYED, CLEARED)
-        self._note(f"mark.{outcome}", TELEPHONY, f"mark {mark.name!r} {outcome}", "debug",
-                   {"mark": mark.name, "wire": mark.wire})
+        self._note(
+            f"mark.{outcome}",
+            TELEPHONY,
+            f"mark {mark.name!r} {outcome}",
+            "debug",
+            {"mark": mark.name, "wire": mark.wire},
+        )
         templates = self.ai.peer.templates
         name = f"mark_{outcome}" if f"mark_{outcome}" in templates else "mark"
         if self.ai.state in self._ai_media_states:
@@ -480,9 +513,17 @@ class CallSession:
             encoding, rate = parsed[0], parsed[1] or rate
         rate = int(fields.get("sample_rate") or rate)
         channels = int(fields.get("channels") or channels)
-        if encoding not in audio.accept_encodings or rate not in audio.accept_rates or channels not in audio.accept_channels:
-            self._note("start.format", leg.name, f"start announces {encoding}/{rate}/{channels}ch, which "
-                       f"{leg.peer.name} does not accept", "warning")
+        if (
+            encoding not in audio.accept_encodings
+            or rate not in audio.accept_rates
+            or channels not in audio.accept_channels
+        ):
+            self._note(
+                "start.format",
+                leg.name,
+                f"start announces {encoding}/{rate}/{channels}ch, which {leg.peer.name} does not accept",
+                "warning",
+            )
             return False
         if encoding in (formats.MULAW, formats.ALAW) and rate != 8000:
             return False
@@ -509,9 +550,14 @@ class CallSession:
         peer = self.ai.peer
         target = self.ai_target
         assert peer.websocket is not None
-        self._out.append(OpenLeg(AI, target.url or peer.websocket.url,
-                                 MappingProxyType(dict(target.headers if target.headers is not None else peer.websocket.headers)),
-                                 peer.websocket.subprotocols))
+        self._out.append(
+            OpenLeg(
+                AI,
+                target.url or peer.websocket.url,
+                MappingProxyType(dict(target.headers if target.headers is not None else peer.websocket.headers)),
+                peer.websocket.subprotocols,
+            )
+        )
         self._dispatch(self.ai, "dial", {})
 
     def _make_framer(self) -> Any:
@@ -524,8 +570,13 @@ class CallSession:
         frame_ms = framing.frame_ms
         if frame_ms is None and not (framing.multiple_of_bytes or framing.min_bytes):
             frame_ms = self.tel.peer.audio.chunk_ms
-        return Framer(fmt, frame_ms=frame_ms, multiple_of_bytes=framing.multiple_of_bytes,
-                      min_bytes=framing.min_bytes, max_bytes=framing.max_bytes)
+        return Framer(
+            fmt,
+            frame_ms=frame_ms,
+            multiple_of_bytes=framing.multiple_of_bytes,
+            min_bytes=framing.min_bytes,
+            max_bytes=framing.max_bytes,
+        )
 
     def _build_contexts(self, fields: Mapping[str, Any]) -> None:
         route = self.route
@@ -540,9 +591,14 @@ class CallSession:
             "caller_number": to_e164(caller, region),
             "callee_number": to_e164(callee, region),
             "account_id": str(self.ai_target.account_id or fields.get("account_id") or route.outlet_id),
-            "provider": route.provider, "call_type": route.call_type, "agent_id": route.agent_id,
-            "outlet_id": route.outlet_id, "virtual_number": route.virtual_number, "caller_id": route.caller_id,
-            "ai_encoding": self.ai.peer.ai_format_name, "ai_sample_rate": self.ai_format.sample_rate,
+            "provider": route.provider,
+            "call_type": route.call_type,
+            "agent_id": route.agent_id,
+            "outlet_id": route.outlet_id,
+            "virtual_number": route.virtual_number,
+            "caller_id": route.caller_id,
+            "ai_encoding": self.ai.peer.ai_format_name,
+            "ai_sample_rate": self.ai_format.sample_rate,
         }
         for ctx, fmt in ((self.tel_ctx, self.tel_out), (self.ai_ctx, self.ai_format)):
             ctx.update(fields)
@@ -552,8 +608,13 @@ class CallSession:
 
     def _a_send_ai_start(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         self._send(self.ai, "start", {})
-        self._note("call.started", AI, f"bridged {self.route.provider} call to {self.ai.peer.name}", "info",
-                   {"caller": self.ai_ctx.get("caller_number"), "callee": self.ai_ctx.get("callee_number")})
+        self._note(
+            "call.started",
+            AI,
+            f"bridged {self.route.provider} call to {self.ai.peer.name}",
+            "info",
+            {"caller": self.ai_ctx.get("caller_number"), "callee": self.ai_ctx.get("callee_number")},
+        )
 
     def _a_flush_early_audio(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         early, self._early = self._early, deque()
@@ -569,14 +630,13 @@ class CallSession:
 
     def _a_forward_dtmf(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         values = {"digit": str(fields["digit"]).upper(), "duration": fields.get("duration")}
-        if self.ai.state in self._ai_media_states:
-            if not self._send(self.ai, "dtmf", values):
-                self._note("dtmf.unsupported", AI, f"{self.ai.peer.name} has no dtmf message; digit dropped", "warning")
+        if self.ai.state in self._ai_media_states and not self._send(self.ai, "dtmf", values):
+            self._note("dtmf.unsupported", AI, f"{self.ai.peer.name} has no dtmf message; digit dropped", "warning")
 
     def _a_send_dtmf(self, leg: Leg, fields: Mapping[str, Any]) -> None:
-        if self.tel.state in self._tel_media_states:
-            if not self._send(self.tel, "dtmf", {"digit": str(fields["digit"]).upper(), "duration": fields.get("duration")}):
-                self._note("dtmf.unsupported", TELEPHONY, f"{self.tel.peer.name} cannot play digits; dropped", "warning")
+        values = {"digit": str(fields["digit"]).upper(), "duration": fields.get("duration")}
+        if self.tel.state in self._tel_media_states and not self._send(self.tel, "dtmf", values):
+            self._note("dtmf.unsupported", TELEPHONY, f"{self.tel.peer.name} cannot play digits; dropped", "warning")
 
     def _a_resolve_mark(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         status = str(fields.get("mark_status", "")).lower()
@@ -643,4 +703,3 @@ class CallSession:
     def _a_close_ai(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         code = fields.get("close_code") or self.ai.peer.hangup.close_code
         self._close(self.ai, int(code), str(fields.get("reason") or self.ai.peer.hangup.close_reason))
-

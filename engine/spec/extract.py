@@ -113,8 +113,12 @@ def _to_object(value: Any) -> dict[str, Any]:
 
 
 COERCE: dict[str, Callable[[Any], Any]] = {
-    "str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
-    "bytes": _to_bytes, "object": _to_object,
+    "str": _to_str,
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "bytes": _to_bytes,
+    "object": _to_object,
 }
 
 
@@ -143,7 +147,9 @@ def _decode_base64(value: Any) -> Any:
 
 
 DECODERS: dict[str, Callable[[Any], Any]] = {
-    "kv": _decode_kv, "json": _decode_json, "base64": _decode_base64,
+    "kv": _decode_kv,
+    "json": _decode_json,
+    "base64": _decode_base64,
 }
 
 
@@ -227,9 +233,7 @@ def compile_condition(path: str, raw: Any) -> Condition:
     return Condition(path, getter, "eq", raw)
 
 
-def compile_rule(
-    field: str, raw: Any, field_type: str, *, required: bool, binary_frame: bool
-) -> FieldRule:
+def compile_rule(field: str, raw: Any, field_type: str, *, required: bool, binary_frame: bool) -> FieldRule:
     """Compile one extraction entry. Raises ``PathSyntaxError``/``ValueError`` when malformed."""
     constant: Any = MISSING
     default: Any = MISSING
@@ -256,6 +260,14 @@ def compile_rule(
     decode = DECODERS.get(decode_name) if decode_name not in (None, "none") else None
     if ftype == "bytes" and decode_name == "base64":
         decode = None  # the bytes coercion decodes base64 text itself
-    return FieldRule(field, paths, getters, constant, default,
-                     dict(mapping) if mapping is not None else None,
-                     decode, COERCE[ftype], required)
+    return FieldRule(
+        field,
+        paths,
+        getters,
+        constant,
+        default,
+        dict(mapping) if mapping is not None else None,
+        decode,
+        COERCE[ftype],
+        required,
+    )

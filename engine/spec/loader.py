@@ -96,8 +96,13 @@ def load_peer(path: Path, kind: str, protocol: CompiledProtocol) -> tuple[Compil
     if errors:
         return None, errors
     if kind == "provider" and doc.data["provider"] != path.stem and path.parent.name == "providers":
-        return None, [doc.error(("provider",), f"provider {doc.data['provider']!r} does not match the file "
-                                f"name {path.name!r} (the URL uses the name; keep them equal)")]
+        return None, [
+            doc.error(
+                ("provider",),
+                f"provider {doc.data['provider']!r} does not match the file "
+                f"name {path.name!r} (the URL uses the name; keep them equal)",
+            )
+        ]
     leg = "telephony" if kind == "provider" else "ai"
     name = doc.data["provider"] if kind == "provider" else path.stem
     return compile_peer(doc, leg, protocol, name)
@@ -123,8 +128,11 @@ def load_specs(root: Path | None = None, extra: Iterable[Path] = ()) -> SpecSet:
         if peer is not None:
             target = providers if kind == "provider" else ai
             if peer.name in target:
-                errors.append(SpecError(Location(peer.file, 1, 1), "$",
-                                        f"{peer.name!r} is already defined by {target[peer.name].file}"))
+                errors.append(
+                    SpecError(
+                        Location(peer.file, 1, 1), "$", f"{peer.name!r} is already defined by {target[peer.name].file}"
+                    )
+                )
             target[peer.name] = peer
     if errors:
         raise SpecErrors(errors)

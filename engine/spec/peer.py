@@ -57,7 +57,7 @@ class Pattern:
     extract: Any = field(default=None, compare=False, repr=False)  # compiled by compile_extractor
 
     def matches(self, message: Any, env: Mapping[str, Any]) -> bool:
-        for condition in self.conditions:
+        for condition in self.conditions:  # noqa: SIM110 - a plain loop beats all(<genexpr>) per frame
             if not condition.holds(message, env):
                 return False
         return True
@@ -186,30 +186,42 @@ class CompiledPeer:
             if not self._binary:
                 raise RemoteProtocolError(
                     f"binary frame of {len(frame)} bytes, but {self.name} sends no binary frames",
-                    leg=self.kind, reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA)
+                    leg=self.kind,
+                    reason="unknown",
+                    close_code=CLOSE_UNSUPPORTED_DATA,
+                )
             benv = dict(env)
-            benv["frame"] = bytes(frame)
+            benv["frame"] = frame if type(frame) is bytes else bytes(frame)  # type: ignore[arg-type]
             for pattern in self._binary:
                 if pattern.matches(None, benv):
                     return self._extract(pattern, None, benv)
-            raise RemoteProtocolError("binary frame matches no pattern", leg=self.kind,
-                                      reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA)
+            raise RemoteProtocolError(
+                "binary frame matches no pattern", leg=self.kind, reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA
+            )
         try:
             message = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
-            raise RemoteProtocolError(f"malformed JSON: {exc.msg} at character {exc.pos}",
-                                      leg=self.kind, reason="malformed",
-                                      close_code=CLOSE_INVALID_DATA) from None
+            raise RemoteProtocolError(
+                f"malformed JSON: {exc.msg} at character {exc.pos}",
+                leg=self.kind,
+                reason="malformed",
+                close_code=CLOSE_INVALID_DATA,
+            ) from None
         if type(message) is not dict:
-            raise RemoteProtocolError(f"expected a JSON object, got {type(message).__name__}",
-                                      leg=self.kind, reason="malformed", close_code=CLOSE_INVALID_DATA)
-        pattern = self.detect(message, env)
-        if pattern is None:
+            raise RemoteProtocolError(
+                f"expected a JSON object, got {type(message).__name__}",
+                leg=self.kind,
+                reason="malformed",
+                close_code=CLOSE_INVALID_DATA,
+            )
+        found = self.detect(message, env)
+        if found is None:
             hint = message.get(self._index_key) if self._index_key else None
             what = f"{self._index_key}={hint!r}" if hint is not None else "no known shape"
-            raise RemoteProtocolError(f"unknown message ({what})", leg=self.kind, reason="unknown",
-                                      close_code=CLOSE_UNSUPPORTED_DATA)
-        return self._extract(pattern, message, env)
+            raise RemoteProtocolError(
+                f"unknown message ({what})", leg=self.kind, reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA
+            )
+        return self._extract(found, message, env)
 
     def _extract(self, pattern: Pattern, message: Any, env: Mapping[str, Any]) -> Decoded | None:
         if pattern.ignore:
@@ -217,13 +229,15 @@ class CompiledPeer:
         try:
             fields = pattern.extract(message, env)
         except FieldError as exc:
-            raise RemoteProtocolError(f"{pattern.emits[0]} message: {exc}", leg=self.kind,
-                                      reason="malformed", close_code=CLOSE_INVALID_DATA) from None
+            raise RemoteProtocolError(
+                f"{pattern.emits[0]} message: {exc}", leg=self.kind, reason="malformed", close_code=CLOSE_INVALID_DATA
+            ) from None
         return Decoded(pattern, pattern.emits, fields)
 
 
 # --------------------------------------------------------------------------------------------
 # compiling
+
 
 class _Compiler:
     def __init__(self, doc: LoadedDocument, kind: str, protocol: CompiledProtocol) -> None:
@@ -241,8 +255,11 @@ class _Compiler:
     def encoding(self, text: Any, path: JsonPath) -> tuple[str, int | None] | None:
         parsed = formats.parse_encoding(text) if isinstance(text, str) else None
         if parsed is None:
-            self.error(path, f"unknown encoding {text!r} (canonical: {', '.join(formats.ENCODINGS)}; "
-                       "platform spellings such as audio/x-mulaw, PCMU, L16, slin are accepted)")
+            self.error(
+                path,
+                f"unknown encoding {text!r} (canonical: {', '.join(formats.ENCODINGS)}; "
+                "platform spellings such as audio/x-mulaw, PCMU, L16, slin are accepted)",
+            )
         return parsed
 
     def check_rate(self, encoding: str, rate: int, path: JsonPath) -> None:
@@ -266,8 +283,10 @@ class _Compiler:
         channels = int(raw.get("channels", fallback.channels if fallback else 1))
         self.check_rate(encoding, rate, (*path, "sample_rate") if "sample_rate" in raw else path)
         if "bit_depth" in raw and raw["bit_depth"] != formats.BIT_DEPTH[encoding]:
-            self.error((*path, "bit_depth"), f"bit depth {raw['bit_depth']} does not fit {encoding} "
-                       f"({formats.BIT_DEPTH[encoding]}-bit)")
+            self.error(
+                (*path, "bit_depth"),
+                f"bit depth {raw['bit_depth']} does not fit {encoding} ({formats.BIT_DEPTH[encoding]}-bit)",
+            )
         return AudioFormat(encoding, rate, channels)
 
     def framing(self, raw: Mapping[str, Any], fmt: AudioFormat | None, path: JsonPath) -> Framing:
@@ -277,12 +296,14 @@ class _Compiler:
             for key in ("multiple_of_bytes", "min_bytes", "max_bytes"):
                 value = raw.get(key)
                 if value is not None and value % width:
-                    self.error((*path, key), f"{key} {value} is not a whole number of "
-                               f"{width}-byte samples of {fmt}")
+                    self.error((*path, key), f"{key} {value} is not a whole number of {width}-byte samples of {fmt}")
             if out.frame_ms is not None:
                 samples = fmt.sample_rate * out.frame_ms / 1000.0
                 if not float(samples).is_integer():
-                    self.error((*path, "frame_ms"), f"{out.frame_ms} ms is not a whole number of samples at {fmt.sample_rate} Hz")
+                    self.error(
+                        (*path, "frame_ms"),
+                        f"{out.frame_ms} ms is not a whole number of samples at {fmt.sample_rate} Hz",
+                    )
         if out.min_bytes and out.max_bytes and out.min_bytes > out.max_bytes:
             self.error((*path, "min_bytes"), f"min_bytes {out.min_bytes} is above max_bytes {out.max_bytes}")
         return out
@@ -294,19 +315,19 @@ class _Compiler:
             media = data["media"]
             base = AI_FORMATS[media["audioFormat"]]
             if media["sampleRate"] != base.sample_rate:
-                self.error(("media", "sampleRate"), f"sampleRate {media['sampleRate']} does not fit "
-                           f"{media['audioFormat']} (seed 000: {media['audioFormat']} runs at {base.sample_rate})")
+                self.error(
+                    ("media", "sampleRate"),
+                    f"sampleRate {media['sampleRate']} does not fit "
+                    f"{media['audioFormat']} (seed 000: {media['audioFormat']} runs at {base.sample_rate})",
+                )
             if raw:
                 declared = self.audio_format(raw, path, base)
                 if declared is not None and declared != base:
                     self.error(path, f"audio block says {declared} but media says {media['audioFormat']} ({base})")
             inbound = base
         else:
-            if not raw:
-                # The adapter guide's own audio parameters: PCM_16_LE, 8 kHz, mono, 16-bit, 20 ms.
-                inbound = GUIDE_AUDIO
-            else:
-                inbound = self.audio_format(raw, path, None) or AudioFormat(formats.MULAW, 8000)
+            # Without an audio block: the adapter guide's own parameters (PCM_16_LE, 8 kHz, mono).
+            inbound = (self.audio_format(raw, path, None) or GUIDE_AUDIO) if raw else GUIDE_AUDIO
         accept = raw.get("accept", {})
         encodings = {inbound.encoding}
         for index, text in enumerate(accept.get("encodings", [])):
@@ -328,11 +349,18 @@ class _Compiler:
         framing = self.framing(framing_raw, outbound or inbound, framing_path)
         reorder = raw.get("reorder")
         return AudioSpec(
-            inbound=inbound, accept_encodings=frozenset(encodings), accept_rates=frozenset(rates),
-            accept_channels=frozenset(channels), inbound_payload=payload,
-            chunk_ms=float(raw.get("chunk_size_ms", 20)), outbound=outbound, outbound_payload=out_payload,
-            framing=framing, playout_lead_ms=int(raw.get("playout_lead_ms", 200)),
-            max_buffer_ms=int(raw.get("max_buffer_ms", 120_000)), on_overrun=raw.get("on_overrun", "drop_oldest"),
+            inbound=inbound,
+            accept_encodings=frozenset(encodings),
+            accept_rates=frozenset(rates),
+            accept_channels=frozenset(channels),
+            inbound_payload=payload,
+            chunk_ms=float(raw.get("chunk_size_ms", 20)),
+            outbound=outbound,
+            outbound_payload=out_payload,
+            framing=framing,
+            playout_lead_ms=int(raw.get("playout_lead_ms", 200)),
+            max_buffer_ms=int(raw.get("max_buffer_ms", 120_000)),
+            on_overrun=raw.get("on_overrun", "drop_oldest"),
             reorder_by=reorder["by"] if reorder else None,
             reorder_window=int(reorder.get("window", 5)) if reorder else 0,
         )
@@ -344,14 +372,17 @@ class _Compiler:
         ok = True
         for index, event in enumerate(emits):
             if event not in self.protocol.events:
-                self.error((*path, "emits", index) if "emits" in raw else path,
-                           f"unknown event {event!r}{suggest(event, self.protocol.events)} "
-                           f"(canonical: {', '.join(self.protocol.events)})")
+                self.error(
+                    (*path, "emits", index) if "emits" in raw else path,
+                    f"unknown event {event!r}{suggest(event, self.protocol.events)} "
+                    f"(canonical: {', '.join(self.protocol.events)})",
+                )
                 ok = False
             elif event not in self.leg.peer_events:
-                self.error((*path, "emits", index) if "emits" in raw else path,
-                           f"the {self.kind} leg does not receive {event!r} "
-                           f"(it receives: {', '.join(self.leg.peer_events)})")
+                self.error(
+                    (*path, "emits", index) if "emits" in raw else path,
+                    f"the {self.kind} leg does not receive {event!r} (it receives: {', '.join(self.leg.peer_events)})",
+                )
                 ok = False
         if not ok:
             return None
@@ -373,16 +404,24 @@ class _Compiler:
             custom = fname.startswith("x_")
             if not custom and fname not in allowed:
                 hint = suggest(fname, allowed) or f" (its fields: {', '.join(sorted(allowed))})"
-                self.error(fpath, f"unknown field {fname!r} for {'/'.join(emits) or 'this message'}{hint}; "
-                           "platform extras start with x_")
+                self.error(
+                    fpath,
+                    f"unknown field {fname!r} for {'/'.join(emits) or 'this message'}{hint}; "
+                    "platform extras start with x_",
+                )
                 broken.add(fname)
                 continue
-            ftype = "object" if custom and isinstance(fraw, dict) and fraw.get("decode") in ("kv", "json") else (
-                self.protocol.fields.get(fname, "str"))
+            ftype = (
+                "object"
+                if custom and isinstance(fraw, dict) and fraw.get("decode") in ("kv", "json")
+                else (self.protocol.fields.get(fname, "str"))
+            )
             if custom and isinstance(fraw, dict) and "type" in fraw:
                 ftype = fraw["type"]
             try:
-                rules.append(compile_rule(fname, fraw, ftype, required=fname in required, binary_frame=frame == "binary"))
+                rules.append(
+                    compile_rule(fname, fraw, ftype, required=fname in required, binary_frame=frame == "binary")
+                )
             except (PathSyntaxError, ValueError) as exc:
                 self.error(fpath, str(exc))
                 broken.add(fname)
@@ -390,8 +429,9 @@ class _Compiler:
             self.error((*path, "extraction_map"), f"{'/'.join(emits)} needs field {fname!r}")
         replies = raw.get("reply", ())
         replies = (replies,) if isinstance(replies, str) else tuple(replies)
-        return Pattern(key, emits, frame, tuple(conditions), tuple(rules), replies, ignore, path,
-                       compile_extractor(tuple(rules)))
+        return Pattern(
+            key, emits, frame, tuple(conditions), tuple(rules), replies, ignore, path, compile_extractor(tuple(rules))
+        )
 
     def patterns(self, data: Mapping[str, Any]) -> list[Pattern]:
         incoming = data.get("events", {}).get("incoming", {})
@@ -399,7 +439,13 @@ class _Compiler:
         for key, raw in incoming.get("message_patterns", {}).items():
             items = raw if isinstance(raw, list) else [raw]
             for index, item in enumerate(items):
-                path: JsonPath = ("events", "incoming", "message_patterns", key, *((index,) if isinstance(raw, list) else ()))
+                path: JsonPath = (
+                    "events",
+                    "incoming",
+                    "message_patterns",
+                    key,
+                    *((index,) if isinstance(raw, list) else ()),
+                )
                 compiled = self.pattern(key, item, path)
                 if compiled is not None:
                     out.append(compiled)
@@ -411,8 +457,10 @@ class _Compiler:
         for pattern in out:
             signature = (pattern.frame, tuple(sorted((c.path, c.op, repr(c.arg)) for c in pattern.conditions)))
             if signature in seen:
-                self.error((*pattern.path, "detection_pattern"), f"same detection_pattern as pattern "
-                           f"{seen[signature]!r}: messages would be ambiguous")
+                self.error(
+                    (*pattern.path, "detection_pattern"),
+                    f"same detection_pattern as pattern {seen[signature]!r}: messages would be ambiguous",
+                )
             seen[signature] = pattern.key
         return out
 
@@ -432,8 +480,11 @@ class _Compiler:
                 self.error((*path, *exc.path), str(exc))
                 continue
             for var in sorted(template.variables - known):
-                self.error(_find_placeholder(raw, var, path), f"unknown variable ${{{var}}}{suggest(var, known)} "
-                           "(a canonical field, a context variable, or an x_ field this spec extracts)")
+                self.error(
+                    _find_placeholder(raw, var, path),
+                    f"unknown variable ${{{var}}}{suggest(var, known)} "
+                    "(a canonical field, a context variable, or an x_ field this spec extracts)",
+                )
             out[name] = template
         return out
 
@@ -452,9 +503,15 @@ def compile_extractor(rules: tuple[FieldRule, ...]) -> Any:
         namespace[f"read{index}"] = rule.read
         namespace[f"coerce{index}"] = rule.coerce
         steps = rule.paths[0].split(".") if len(rule.paths) == 1 else []
-        simple = (steps and len(steps) <= 4 and rule.constant is MISSING and rule.default is MISSING
-                  and rule.mapping is None and rule.decode is None
-                  and all(step.isidentifier() for step in steps))
+        simple = (
+            steps
+            and len(steps) <= 4
+            and rule.constant is MISSING
+            and rule.default is MISSING
+            and rule.mapping is None
+            and rule.decode is None
+            and all(step.isidentifier() for step in steps)
+        )
         if not simple:
             lines.append(f"    v = read{index}(message, env)")
         else:
@@ -472,7 +529,7 @@ def compile_extractor(rules: tuple[FieldRule, ...]) -> Any:
             ]
         lines += ["    if v is not MISSING:", f"        out[{rule.field!r}] = v"]
     lines.append("    return out")
-    exec(compile("\n".join(lines), "<extraction map>", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(lines), "<extraction map>", "exec"), namespace)
     return namespace["extract"]
 
 
@@ -571,8 +628,9 @@ def compile_peer(
     for pattern in patterns:
         for reply in pattern.replies:
             if reply not in templates:
-                c.error((*pattern.path, "reply"), f"reply {reply!r} is not an outgoing message"
-                        f"{suggest(reply, templates)}")
+                c.error(
+                    (*pattern.path, "reply"), f"reply {reply!r} is not an outgoing message{suggest(reply, templates)}"
+                )
     if any(p.frame == "binary" for p in patterns) and data.get("transport", "json") != "binary+json":
         c.error(("transport",), "binary patterns need `transport: binary+json`")
     marks_raw = data.get("marks", {})
@@ -583,11 +641,16 @@ def compile_peer(
         max_pending=int(marks_raw.get("max_pending", 256)),
     )
     clear_raw = data.get("clear", {})
-    clear = ClearSpec(clear_raw.get("mode", "native" if "clear" in templates else "emulated"),
-                      bool(clear_raw.get("acknowledged", False)))
+    clear = ClearSpec(
+        clear_raw.get("mode", "native" if "clear" in templates else "emulated"),
+        bool(clear_raw.get("acknowledged", False)),
+    )
     hangup_raw = data.get("hangup", {})
-    hangup = HangupSpec(hangup_raw.get("send", "hangup" if "hangup" in templates else None), int(hangup_raw.get("close_code", 1000)),
-                        str(hangup_raw.get("close_reason", "call ended")))
+    hangup = HangupSpec(
+        hangup_raw.get("send", "hangup" if "hangup" in templates else None),
+        int(hangup_raw.get("close_code", 1000)),
+        str(hangup_raw.get("close_reason", "call ended")),
+    )
     if hangup.close_code in vocab.RESERVED_CLOSE_CODES:
         c.error(("hangup", "close_code"), f"close code {hangup.close_code} is reserved and cannot be sent")
     if hangup.send is not None and hangup.send not in templates:
@@ -606,8 +669,9 @@ def compile_peer(
     frame_ms = 20.0
     if kind == "ai":
         ws = data["websocket"]
-        websocket = WebsocketSpec(ws["url"], MappingProxyType(dict(ws.get("headers", {}))),
-                                  tuple(ws.get("subprotocols", ())))
+        websocket = WebsocketSpec(
+            ws["url"], MappingProxyType(dict(ws.get("headers", {}))), tuple(ws.get("subprotocols", ()))
+        )
         display = data["name"]
         ai_format = data["media"]["audioFormat"]
         frame_ms = float(data["media"].get("frameMs", 20))
@@ -617,19 +681,39 @@ def compile_peer(
         return None, c.errors
     key, indexed, unindexed = _index(patterns)
     return CompiledPeer(
-        kind=kind, name=name, display_name=display, file=doc.file,
-        description=data.get("description", ""), transport=data.get("transport", "json"),
-        audio=audio, marks=marks, clear=clear, hangup=hangup, connection=connection,
-        templates=MappingProxyType(templates), mapped_events=mapped, websocket=websocket,
-        ai_format_name=ai_format, opus_frame_ms=frame_ms,
-        _index_key=key, _indexed=MappingProxyType(indexed), _unindexed=unindexed,
-        _binary=tuple(p for p in patterns if p.frame == "binary"), patterns=tuple(patterns),
+        kind=kind,
+        name=name,
+        display_name=display,
+        file=doc.file,
+        description=data.get("description", ""),
+        transport=data.get("transport", "json"),
+        audio=audio,
+        marks=marks,
+        clear=clear,
+        hangup=hangup,
+        connection=connection,
+        templates=MappingProxyType(templates),
+        mapped_events=mapped,
+        websocket=websocket,
+        ai_format_name=ai_format,
+        opus_frame_ms=frame_ms,
+        _index_key=key,
+        _indexed=MappingProxyType(indexed),
+        _unindexed=unindexed,
+        _binary=tuple(p for p in patterns if p.frame == "binary"),
+        patterns=tuple(patterns),
     ), []
 
 
 def _check_semantics(
-    c: _Compiler, kind: str, data: Mapping[str, Any], marks: MarksSpec, clear: ClearSpec,
-    templates: Mapping[str, Template], mapped: frozenset[str], audio: AudioSpec,
+    c: _Compiler,
+    kind: str,
+    data: Mapping[str, Any],
+    marks: MarksSpec,
+    clear: ClearSpec,
+    templates: Mapping[str, Template],
+    mapped: frozenset[str],
+    audio: AudioSpec,
 ) -> None:
     outgoing_path: JsonPath = ("events", "outgoing")
     if marks.mode == "native":
@@ -643,9 +727,12 @@ def _check_semantics(
     if media_template is not None:
         wants_binary = audio.outbound_payload == "binary"
         if media_template.binary != wants_binary:
-            c.error((*outgoing_path, "media"), "outgoing media must be "
-                    + ("a binary frame ({$frame: binary})" if wants_binary else "JSON with ${audio}")
-                    + f" to match audio payload {audio.outbound_payload!r}")
+            c.error(
+                (*outgoing_path, "media"),
+                "outgoing media must be "
+                + ("a binary frame ({$frame: binary})" if wants_binary else "JSON with ${audio}")
+                + f" to match audio payload {audio.outbound_payload!r}",
+            )
     if kind == "telephony":
         # The adapter guide's mandatory-event checklist.
         for label, event, mandatory in vocab.CHECKLIST:
@@ -653,8 +740,11 @@ def _check_semantics(
                 continue
             if event == "clear":
                 if "clear" not in templates and "clear" not in mapped:
-                    c.error(("events",), f"checklist {label}: no outgoing `clear` message (barge-in "
-                            "must be able to drop the platform's queued audio)")
+                    c.error(
+                        ("events",),
+                        f"checklist {label}: no outgoing `clear` message (barge-in "
+                        "must be able to drop the platform's queued audio)",
+                    )
             elif event not in mapped:
                 c.error(("events", "incoming"), f"checklist {label}: no incoming pattern emits {event!r}")
         if "media" not in templates:

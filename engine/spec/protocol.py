@@ -158,25 +158,29 @@ def _compile_events(data: dict[str, Any], check: _Checker) -> dict[str, EventDef
                 check.error(("events", name, "fields", index), f"unknown field {fname!r}")
         for index, fname in enumerate(raw.get("required", [])):
             if fname not in set(declared) | common:
-                check.error(("events", name, "required", index),
-                            f"required field {fname!r} is not a field of {name!r}")
-        events[name] = EventDef(name, raw["category"], frozenset(declared),
-                                tuple(raw.get("required", [])), raw.get("description", ""))
+                check.error(("events", name, "required", index), f"required field {fname!r} is not a field of {name!r}")
+        events[name] = EventDef(
+            name, raw["category"], frozenset(declared), tuple(raw.get("required", [])), raw.get("description", "")
+        )
     for name in vocab.CANONICAL_EVENTS:
         if name not in events:
             check.error(("events",), f"canonical event {name!r} is not declared")
     for name in data.get("internal_events", {}):
         if name not in vocab.INTERNAL_EVENTS:
-            check.error(("internal_events", name),
-                        f"unknown internal event {name!r} (the engine raises: "
-                        f"{', '.join(sorted(vocab.INTERNAL_EVENTS))})")
+            check.error(
+                ("internal_events", name),
+                f"unknown internal event {name!r} (the engine raises: {', '.join(sorted(vocab.INTERNAL_EVENTS))})",
+            )
         if name in events:
             check.error(("internal_events", name), f"{name!r} is already a peer event")
     return events
 
 
 def _compile_leg(
-    leg: str, raw: dict[str, Any], events: dict[str, EventDef], bridge_enter: dict[str, list[str]],
+    leg: str,
+    raw: dict[str, Any],
+    events: dict[str, EventDef],
+    bridge_enter: dict[str, list[str]],
     check: _Checker,
 ) -> CompiledLeg | None:
     base: JsonPath = ("legs", leg)
@@ -206,13 +210,14 @@ def _compile_leg(
         for event, tr in body.get("transitions", {}).items():
             tpath = (*spath, "transitions", event)
             if event not in leg_events:
-                check.error(tpath, f"unknown event {event!r} for the {leg} leg "
-                            f"(its events: {', '.join(leg_events)})")
+                check.error(tpath, f"unknown event {event!r} for the {leg} leg (its events: {', '.join(leg_events)})")
                 continue
             dest = tr.get("to")
             if dest is not None and dest not in raw["states"]:
                 close = difflib.get_close_matches(dest, states, n=1, cutoff=0.7)
-                check.error((*tpath, "to"), f"unknown state {dest!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+                check.error(
+                    (*tpath, "to"), f"unknown state {dest!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                )
                 broken_edges = True
                 continue
             guard = tr.get("guard")
@@ -222,16 +227,18 @@ def _compile_leg(
             actions = check.actions(tr.get("actions", []), (*tpath, "actions"))
             if event == "media":
                 if dest is not None or guard is not None or set(actions) - {media_action}:
-                    check.error(tpath, f"a media transition must stay in its state, have no guard "
-                                f"and use only {media_action!r}: media frames never fire triggers")
+                    check.error(
+                        tpath,
+                        f"a media transition must stay in its state, have no guard "
+                        f"and use only {media_action!r}: media frames never fire triggers",
+                    )
                 media_states.add(state)
             elif media_action in actions:
                 check.error((*tpath, "actions"), f"{media_action!r} only runs on media")
             fallback = check.policy(tr["else"], (*tpath, "else")) if "else" in tr else otherwise
             if guard is not None and fallback is None:
                 check.error(tpath, "a guarded transition needs `else:` or a state `otherwise:` policy")
-            table[(state, event)] = Transition(leg, state, event, dest, guard, actions,
-                                               fallback or Policy("warn"))
+            table[(state, event)] = Transition(leg, state, event, dest, guard, actions, fallback or Policy("warn"))
             if dest is not None and dest != state:
                 edges[state].add(dest)
         for event, raw_policy in body.get("policies", {}).items():
@@ -245,8 +252,11 @@ def _compile_leg(
         for event in leg_events:
             if (state, event) not in table:
                 if otherwise is None:
-                    check.error(spath, f"event {event!r} has neither a transition nor a policy in "
-                                f"state {state!r} (add it, or an `otherwise:` policy)")
+                    check.error(
+                        spath,
+                        f"event {event!r} has neither a transition nor a policy in "
+                        f"state {state!r} (add it, or an `otherwise:` policy)",
+                    )
                 else:
                     table[(state, event)] = otherwise
     # Reachability and ways out.
@@ -274,12 +284,20 @@ def _compile_leg(
         return None
     machine = _build_machine(leg, raw["initial"], states, table, on_enter)
     return CompiledLeg(
-        name=leg, description=raw.get("description", ""), initial=raw["initial"],
-        final=frozenset(final), states=tuple(states),
+        name=leg,
+        description=raw.get("description", ""),
+        initial=raw["initial"],
+        final=frozenset(final),
+        states=tuple(states),
         state_descriptions=MappingProxyType({s: raw["states"][s].get("description", "") for s in states}),
-        peer_events=peer_events, events=leg_events, table=MappingProxyType(table),
-        media_states=frozenset(media_states), on_enter=MappingProxyType(on_enter),
-        malformed=malformed, unknown=unknown, machine=machine,
+        peer_events=peer_events,
+        events=leg_events,
+        table=MappingProxyType(table),
+        media_states=frozenset(media_states),
+        on_enter=MappingProxyType(on_enter),
+        malformed=malformed,
+        unknown=unknown,
+        machine=machine,
     )
 
 
@@ -293,7 +311,7 @@ class SharedMachine(Machine):
     """
 
     def add_model(self, model: Any, initial: Any = None) -> None:
-        self.set_state(initial if initial is not None else self.initial, model=model)
+        self.set_state(initial if initial is not None else self.initial, model=model)  # type: ignore[arg-type]
         self.models.append(model)
 
     def fire(self, model: Any, event: str, *args: Any) -> bool:
@@ -302,8 +320,11 @@ class SharedMachine(Machine):
 
 
 def _build_machine(
-    leg: str, initial: str, states: list[str],
-    table: dict[tuple[str, str], Transition | Policy], on_enter: dict[str, tuple[str, ...]],
+    leg: str,
+    initial: str,
+    states: list[str],
+    table: dict[tuple[str, str], Transition | Policy],
+    on_enter: dict[str, tuple[str, ...]],
 ) -> SharedMachine:
     """One Machine per leg, shared by every call. Callbacks are the leg model's ``act_*`` and
     ``guard_*`` methods; media transitions are left out (they never fire a trigger)."""
@@ -311,16 +332,23 @@ def _build_machine(
     transitions = []
     for (state, event), entry in table.items():
         if isinstance(entry, Transition) and event != "media":
-            transitions.append({
-                "trigger": event,
-                "source": state,
-                "dest": entry.dest,  # None = internal transition
-                "conditions": [f"guard_{entry.guard}"] if entry.guard else [],
-                "after": [f"act_{a}" for a in entry.actions],
-            })
+            transitions.append(
+                {
+                    "trigger": event,
+                    "source": state,
+                    "dest": entry.dest,  # None = internal transition
+                    "conditions": [f"guard_{entry.guard}"] if entry.guard else [],
+                    "after": [f"act_{a}" for a in entry.actions],
+                }
+            )
     return SharedMachine(
-        model=None, states=machine_states, transitions=transitions, initial=initial,
-        auto_transitions=False, send_event=False, ignore_invalid_triggers=False,
+        model=None,
+        states=machine_states,
+        transitions=transitions,
+        initial=initial,
+        auto_transitions=False,
+        send_event=False,
+        ignore_invalid_triggers=False,
         name=f"{leg}-leg",
     )
 
@@ -338,8 +366,12 @@ def compile_protocol(doc: LoadedDocument) -> tuple[CompiledProtocol | None, list
         enters = [enters] if isinstance(enters, str) else enters
         for sindex, state in enumerate(enters):
             if state not in data["legs"][leg]["states"]:
-                check.error(("bridge", index, "when", "enters", sindex) if len(enters) > 1 or not isinstance(rule["when"]["enters"], str)
-                            else ("bridge", index, "when", "enters"), f"unknown {leg} state {state!r}")
+                check.error(
+                    ("bridge", index, "when", "enters", sindex)
+                    if len(enters) > 1 or not isinstance(rule["when"]["enters"], str)
+                    else ("bridge", index, "when", "enters"),
+                    f"unknown {leg} state {state!r}",
+                )
         actions = check.actions(rule["do"], ("bridge", index, "do"))
         for state in enters:
             bridge_enter[leg].setdefault(state, []).extend(actions)
@@ -359,8 +391,16 @@ def compile_protocol(doc: LoadedDocument) -> tuple[CompiledProtocol | None, list
         code = int(raw.get("close_code", DEFAULT_CLOSE_CODE))
         if code in vocab.RESERVED_CLOSE_CODES:
             check.error(("timers", name, "close_code"), f"close code {code} is reserved and cannot be sent")
-        timers.append(TimerDef(name, raw["leg"], frozenset(raw["states"]), raw["after_ms"] / 1000.0,
-                               raw.get("reason", f"{name} expired"), code))
+        timers.append(
+            TimerDef(
+                name,
+                raw["leg"],
+                frozenset(raw["states"]),
+                raw["after_ms"] / 1000.0,
+                raw.get("reason", f"{name} expired"),
+                code,
+            )
+        )
     if check.errors:
         return None, check.errors
     return CompiledProtocol(

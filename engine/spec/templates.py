@@ -123,6 +123,7 @@ class Template:
 
     def _value(self, slot: Slot, values: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
         if slot.fmt is not None:
+
             def sub(m: re.Match[str]) -> str:
                 v = self._value(Slot(m.group(1), m.group(2) or "str", False, None), values, context)
                 return str(v)

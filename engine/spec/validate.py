@@ -48,7 +48,8 @@ def _registry() -> Registry:
 def _validator(kind: str) -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.validator_for(schema(kind))
     cls.check_schema(schema(kind))
-    return cls(schema(kind), registry=_registry())  # type: ignore[no-any-return]
+    validator: jsonschema.protocols.Validator = cls(schema(kind), registry=_registry())
+    return validator
 
 
 _PATTERN_MEANING = {
@@ -93,11 +94,7 @@ def _unknown_keys(error: ValidationError) -> list[str]:
         return []
     allowed = set(error.schema.get("properties", {}))
     patterns = error.schema.get("patternProperties", {})
-    return [
-        key
-        for key in error.instance
-        if key not in allowed and not any(re.search(p, key) for p in patterns)
-    ]
+    return [key for key in error.instance if key not in allowed and not any(re.search(p, key) for p in patterns)]
 
 
 def _allowed_keys(error: ValidationError) -> list[str]:

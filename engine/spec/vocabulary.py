@@ -19,8 +19,7 @@ ACTIONS: dict[str, str] = {
     "hangup_telephony": "send the platform's own hangup (or close) and end the caller's leg",
     "close_telephony": "close the platform's WebSocket",
     "close_ai": "close the AI provider's WebSocket",
-    "play_audio": "transcode AI audio to the platform's format and queue it for paced playout"
-    " (media fast path)",
+    "play_audio": "transcode AI audio to the platform's format and queue it for paced playout (media fast path)",
     "barge_in": "drop all unplayed audio, send the platform's clear, settle pending marks as cleared",
     "queue_mark": "place a mark after the audio queued so far; answer the AI when it is played",
     "send_dtmf": "send a digit to the platform (where its spec has a dtmf message)",
@@ -36,9 +35,7 @@ GUARDS: dict[str, str] = {
 }
 
 #: events the engine raises itself; a protocol may use any of them in transitions
-INTERNAL_EVENTS: frozenset[str] = frozenset(
-    {"dial", "opened", "failed", "closed", "timeout", "hangup_sent"}
-)
+INTERNAL_EVENTS: frozenset[str] = frozenset({"dial", "opened", "failed", "closed", "timeout", "hangup_sent"})
 
 #: the internal events that can happen on each leg (the table must cover them too)
 LEG_INTERNAL_EVENTS: dict[str, tuple[str, ...]] = {
@@ -52,7 +49,14 @@ RESERVED_CLOSE_CODES: frozenset[int] = frozenset({1004, 1005, 1006, 1015})
 #: the canonical events and the adapter guide's category for each; protocol.yaml must declare
 #: exactly these (it may add fields, not events: the engine's actions are written for these)
 CANONICAL_EVENTS: tuple[str, ...] = (
-    "connected", "start", "media", "dtmf", "mark", "clear", "stop", "hangup",
+    "connected",
+    "start",
+    "media",
+    "dtmf",
+    "mark",
+    "clear",
+    "stop",
+    "hangup",
 )
 
 #: variables every outgoing template may use besides the canonical fields

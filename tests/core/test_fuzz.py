@@ -28,10 +28,14 @@ AI_MESSAGES = [
 ]
 ACTION_TYPES = (Send, OpenLeg, CloseLeg, Notice)
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False),
-                         st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False), st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def mutate(message: dict[str, Any], data: st.DataObject) -> Any:
@@ -68,14 +72,18 @@ def frames(pool: list[dict[str, Any]]) -> st.SearchStrategy[Any]:
         if kind == 8:
             return draw(st.text(max_size=40))
         return draw(st.binary(max_size=64))
+
     return build()
 
 
-OPS = st.lists(st.one_of(
-    st.tuples(st.just("tel"), frames(TWILIO)),
-    st.tuples(st.just("ai"), frames(AI_MESSAGES)),
-    st.tuples(st.sampled_from(["ai_opened", "ai_failed", "ai_closed", "telephony_closed", "timer"]), st.none()),
-), max_size=40)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("tel"), frames(TWILIO)),
+        st.tuples(st.just("ai"), frames(AI_MESSAGES)),
+        st.tuples(st.sampled_from(["ai_opened", "ai_failed", "ai_closed", "telephony_closed", "timer"]), st.none()),
+    ),
+    max_size=40,
+)
 
 
 def check(actions: Any) -> None:
@@ -87,8 +95,12 @@ def check(actions: Any) -> None:
 
 
 def run(specs: SpecSet, ai: str, ops: list[tuple[str, Any]]) -> None:
-    session = CallSession(specs, CallRoute("twilio", virtual_number="+14155550100", caller_id="+14155550123"),
-                          AITarget(specs.ai_providers[ai]), call_id="fuzz")
+    session = CallSession(
+        specs,
+        CallRoute("twilio", virtual_number="+14155550100", caller_id="+14155550123"),
+        AITarget(specs.ai_providers[ai]),
+        call_id="fuzz",
+    )
     now = 0.0
     try:
         for op, payload in ops:

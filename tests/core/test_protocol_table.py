@@ -14,15 +14,19 @@ import pytest
 
 from engine.core.actions import AI, TELEPHONY, CloseLeg, Notice
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.protocol import CompiledLeg, Policy, Transition
 from engine.spec.loader import SpecSet
+from engine.spec.protocol import CompiledLeg, Policy, Transition
 
 MEDIA = b"\xff" * 160
 
 #: canonical fields that satisfy each guard / make each event well-formed
 GOOD = {
-    "start": {"stream_id": "MZ1", "call_id": "CA1"}, "media": {"audio": MEDIA}, "dtmf": {"digit": "5"}, "mark": {"mark": "<pending>"},
-    "stop": {"reason": "caller hung up"}, "timeout": {"reason": "test timer", "close_code": 1008},
+    "start": {"stream_id": "MZ1", "call_id": "CA1"},
+    "media": {"audio": MEDIA},
+    "dtmf": {"digit": "5"},
+    "mark": {"mark": "<pending>"},
+    "stop": {"reason": "caller hung up"},
+    "timeout": {"reason": "test timer", "close_code": 1008},
 }
 #: fields that make each guard say no
 BAD = {
@@ -48,8 +52,12 @@ def path_to(leg: CompiledLeg, start: str, target: str) -> list[str]:
 
 
 def new_session(specs: SpecSet) -> CallSession:
-    return CallSession(specs, CallRoute("twilio", virtual_number="+14155550100", caller_id="+14155550123"),
-                       AITarget(specs.ai_providers["default_ulaw"]), call_id="table")
+    return CallSession(
+        specs,
+        CallRoute("twilio", virtual_number="+14155550100", caller_id="+14155550123"),
+        AITarget(specs.ai_providers["default_ulaw"]),
+        call_id="table",
+    )
 
 
 def feed(session: CallSession, leg: str, event: str, fields: dict | None = None) -> list:
@@ -72,13 +80,17 @@ def drive(session: CallSession, leg: str, state: str) -> None:
 
 
 def pairs(specs_: SpecSet) -> list[tuple[str, str, str]]:
-    return [(leg, state, event) for leg, compiled in specs_.protocol.legs.items()
-            for state in compiled.states for event in compiled.events]
+    return [
+        (leg, state, event)
+        for leg, compiled in specs_.protocol.legs.items()
+        for state in compiled.states
+        for event in compiled.events
+    ]
 
 
 def _specs() -> SpecSet:
-    from tests.conftest import ROOT
     from engine.spec.loader import load_specs
+    from tests.conftest import ROOT
 
     return load_specs(ROOT / "specs")
 
@@ -97,7 +109,7 @@ def check_policy(actions: list, policy: Policy, leg: str, before: str, after: st
         assert any(isinstance(a, CloseLeg) and a.leg == leg and a.code == policy.close_code for a in actions)
 
 
-@pytest.mark.parametrize(("leg", "state", "event"), ALL_PAIRS, ids=[f"{l}-{s}-{e}" for l, s, e in ALL_PAIRS])
+@pytest.mark.parametrize(("leg", "state", "event"), ALL_PAIRS, ids=["-".join(pair) for pair in ALL_PAIRS])
 def test_state_event_pair(specs: SpecSet, leg: str, state: str, event: str) -> None:
     session = new_session(specs)
     drive(session, leg, state)
@@ -112,8 +124,13 @@ def test_state_event_pair(specs: SpecSet, leg: str, state: str, event: str) -> N
         if entry.guard and event in BAD:
             other = new_session(specs)
             drive(other, leg, state)
-            check_policy(feed(other, leg, event, BAD[event]), entry.otherwise, leg, state,
-                         (other.tel if leg == TELEPHONY else other.ai).state)
+            check_policy(
+                feed(other, leg, event, BAD[event]),
+                entry.otherwise,
+                leg,
+                state,
+                (other.tel if leg == TELEPHONY else other.ai).state,
+            )
     session.release()
 
 

@@ -18,8 +18,11 @@ from tests.conftest import VECTORS
 
 CALL = VECTORS / "twilio" / "call.jsonl"
 BARGEIN = VECTORS / "twilio" / "bargein.jsonl"
-CALLER_FRAMES = [json.loads(line)["media"]["payload"] for line in CALL.read_text().splitlines()
-                 if json.loads(line)["event"] == "media"]
+CALLER_FRAMES = [
+    json.loads(line)["media"]["payload"]
+    for line in CALL.read_text().splitlines()
+    if json.loads(line)["event"] == "media"
+]
 
 
 def run(specs: SpecSet, path, ai: str) -> list:
@@ -34,11 +37,17 @@ def ai_messages(actions: list) -> list[dict]:
 
 
 def expected_start(encoding: str, rate: int) -> dict:
-    return {"event": "start", "start": {
-        "callId": "replay", "otherLegCallId": "CA3e0f5e25d5f5b5a2e7d54f3b6e1c1d1f",
-        "callerIdNumber": "+14155550123", "calleeIdNumber": "+14155550100",
-        "accountId": "AC25e16e9a716a4a1786a7c83f58e30482",
-        "mediaFormat": {"encoding": encoding, "sampleRate": rate}}}
+    return {
+        "event": "start",
+        "start": {
+            "callId": "replay",
+            "otherLegCallId": "CA3e0f5e25d5f5b5a2e7d54f3b6e1c1d1f",
+            "callerIdNumber": "+14155550123",
+            "calleeIdNumber": "+14155550100",
+            "accountId": "AC25e16e9a716a4a1786a7c83f58e30482",
+            "mediaFormat": {"encoding": encoding, "sampleRate": rate},
+        },
+    }
 
 
 def test_recorded_call_gives_exactly_the_seed_000_messages(specs: SpecSet) -> None:
@@ -51,10 +60,18 @@ def test_recorded_call_gives_exactly_the_seed_000_messages(specs: SpecSet) -> No
     # mu-law both sides: the caller's bytes reach the AI untouched, every frame, in order.
     assert [m["media"]["payload"] for m in media] == CALLER_FRAMES
     assert [m["event"] for m in messages] == ["start"] + ["media"] * 25 + ["dtmf"] + ["media"] * 5 + ["hangup"]
-    assert messages[26] == {"event": "dtmf", "dtmf": {"callId": "replay",
-                            "otherLegCallId": "CA3e0f5e25d5f5b5a2e7d54f3b6e1c1d1f", "digit": "1"}}
-    assert messages[-1] == {"event": "hangup", "hangup": {"callId": "replay",
-                            "otherLegCallId": "CA3e0f5e25d5f5b5a2e7d54f3b6e1c1d1f", "reason": "NORMAL_CLEARING"}}
+    assert messages[26] == {
+        "event": "dtmf",
+        "dtmf": {"callId": "replay", "otherLegCallId": "CA3e0f5e25d5f5b5a2e7d54f3b6e1c1d1f", "digit": "1"},
+    }
+    assert messages[-1] == {
+        "event": "hangup",
+        "hangup": {
+            "callId": "replay",
+            "otherLegCallId": "CA3e0f5e25d5f5b5a2e7d54f3b6e1c1d1f",
+            "reason": "NORMAL_CLEARING",
+        },
+    }
     # Seed 000: the server closes the AI socket right after the hangup.
     last_ai = [a for a in actions if getattr(a, "leg", "") == "ai" and isinstance(a, (Send, CloseLeg))][-1]
     assert isinstance(last_ai, CloseLeg) and last_ai.code == 1000
@@ -69,7 +86,10 @@ def test_recorded_call_to_a_pcm16_ai_is_transcoded(specs: SpecSet) -> None:
     audio = np.frombuffer(b"".join(base64.b64decode(m["media"]["payload"]) for m in media), "<i2").astype(float)
     assert len(audio) == 30 * 480  # 20 ms at 24 kHz per caller frame, none lost or added
     t = np.arange(len(audio)) / 24000.0
-    best = max(np.corrcoef(audio[240:], np.sin(2 * np.pi * 440 * t[240:] + phase))[0, 1] for phase in np.linspace(0, 2 * np.pi, 64))
+    best = max(
+        np.corrcoef(audio[240:], np.sin(2 * np.pi * 440 * t[240:] + phase))[0, 1]
+        for phase in np.linspace(0, 2 * np.pi, 64)
+    )
     assert best >= 0.99
 
 
@@ -87,5 +107,7 @@ def test_bargein_leaves_no_stale_audio_and_settles_every_mark(specs: SpecSet) ->
     answers = [m for m in ai_messages(actions) if m["event"] == "mark"]
     # Both marks sat beyond what was played: each resolves exactly once, as cleared, even
     # though Twilio echoed them (its echo on clear does not mean played).
-    assert answers == [{"event": "mark", "mark": {"name": "part-1", "status": "cleared"}},
-                       {"event": "mark", "mark": {"name": "part-2", "status": "cleared"}}]
+    assert answers == [
+        {"event": "mark", "mark": {"name": "part-1", "status": "cleared"}},
+        {"event": "mark", "mark": {"name": "part-2", "status": "cleared"}},
+    ]

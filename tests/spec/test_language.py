@@ -12,18 +12,24 @@ import pytest
 
 from engine.errors import RemoteProtocolError
 from engine.spec.extract import FieldError, compile_condition, compile_rule
-from engine.spec.loader import load_peer
+from engine.spec.loader import SpecSet, load_peer
 from engine.spec.paths import MISSING, PathSyntaxError, compile_getter, parse
 from engine.spec.templates import Template, TemplateSyntaxError
-from engine.spec.loader import SpecSet
 
+# The adapter guide's "Event Mapping Configuration" example, verbatim.
 GUIDE_EXAMPLE = """{
 "provider": "guide",
 "events": {
 "incoming": {
 "message_patterns": {
-"connected": {"detection_pattern": {"event": "connection_established"}, "extraction_map": {"status": "connection.status"}},
-"start": {"detection_pattern": {"event": "call_started"}, "extraction_map": {"call_id": "call.id", "direction": "call.direction"}},
+"connected": {
+"detection_pattern": {"event": "connection_established"},
+"extraction_map": {"status": "connection.status"}
+},
+"start": {
+"detection_pattern": {"event": "call_started"},
+"extraction_map": {"call_id": "call.id", "direction": "call.direction"}
+},
 "media": {"detection_pattern": {"event": "audio_data"}, "extraction_map": {"audio": "payload.audio_data"}},
 "clear": {"detection_pattern": {"event": "buffer_clear"}, "extraction_map": {"action": "control.action"}}
 }
@@ -80,7 +86,7 @@ class TestDetection:
         assert info.value.reason == "malformed" and info.value.close_code == 1007
         with pytest.raises(RemoteProtocolError, match="expected a JSON object, got list"):
             twilio.decode("[1, 2]", {})
-        with pytest.raises(RemoteProtocolError, match="field 'audio' at media.payload: payload is not valid base64"):
+        with pytest.raises(RemoteProtocolError, match=r"field 'audio' at media\.payload: payload is not valid base64"):
             twilio.decode('{"event": "media", "media": {"payload": "%%%"}}', {})
         with pytest.raises(RemoteProtocolError, match=r"no value at media.payload \(field 'audio' is required\)"):
             twilio.decode('{"event": "media", "media": {}}', {})
@@ -91,22 +97,39 @@ class TestDetection:
 class TestExtraction:
     def test_numbers_as_strings_become_ints(self, specs: SpecSet) -> None:
         payload = base64.b64encode(b"\xff" * 160).decode()
-        decoded = specs.providers["twilio"].decode(json.dumps(
-            {"event": "media", "sequenceNumber": "3", "media": {"track": "inbound", "chunk": "1", "timestamp": "5", "payload": payload},
-             "streamSid": "MZ1"}), {})
+        decoded = specs.providers["twilio"].decode(
+            json.dumps(
+                {
+                    "event": "media",
+                    "sequenceNumber": "3",
+                    "media": {"track": "inbound", "chunk": "1", "timestamp": "5", "payload": payload},
+                    "streamSid": "MZ1",
+                }
+            ),
+            {},
+        )
         assert decoded is not None
         assert decoded.fields == {"audio": b"\xff" * 160, "sequence": 3, "chunk": 1, "timestamp": 5, "track": "inbound"}
 
     def test_rule_forms(self) -> None:
         alt = compile_rule("stream_id", ["stream_sid", "streamSid"], "str", required=False, binary_frame=False)
         assert alt.read({"streamSid": "MZ"}, {}) == "MZ"
-        default = compile_rule("sample_rate", {"path": "$query.sample-rate", "default": 8000}, "int", required=False, binary_frame=False)
+        default = compile_rule(
+            "sample_rate", {"path": "$query.sample-rate", "default": 8000}, "int", required=False, binary_frame=False
+        )
         assert default.read({}, {"query": {}}) == 8000
         assert default.read({}, {"query": {"sample-rate": "16000Hz"}}) == 16000
-        mapped = compile_rule("encoding", {"path": "enc", "map": {"PCMU": "MULAW"}}, "str", required=False, binary_frame=False)
+        mapped = compile_rule(
+            "encoding", {"path": "enc", "map": {"PCMU": "MULAW"}}, "str", required=False, binary_frame=False
+        )
         assert mapped.read({"enc": "PCMU"}, {}) == "MULAW"
-        kv = compile_rule("custom", {"path": "extra_headers", "decode": "kv"}, "object", required=False, binary_frame=False)
-        assert kv.read({"extra_headers": "userId=12345;sessionId=abc-xyz"}, {}) == {"userId": "12345", "sessionId": "abc-xyz"}
+        kv = compile_rule(
+            "custom", {"path": "extra_headers", "decode": "kv"}, "object", required=False, binary_frame=False
+        )
+        assert kv.read({"extra_headers": "userId=12345;sessionId=abc-xyz"}, {}) == {
+            "userId": "12345",
+            "sessionId": "abc-xyz",
+        }
         constant = compile_rule("channels", {"value": 1}, "int", required=False, binary_frame=False)
         assert constant.read({}, {}) == 1
         binary = compile_rule("audio", "$frame", "bytes", required=True, binary_frame=True)
@@ -122,10 +145,20 @@ class TestTemplates:
         assert orjson.loads(out) == {"event": "media", "streamSid": 'MZ"1', "media": {"payload": "AAE="}}
 
     def test_conversions_optionals_and_formats(self) -> None:
-        tmpl = Template("t", {"seq": "${seq:str}", "n": "${media_seq}", "d": "${duration?}", "id": "v2:${call_id}", "l": ["${digit}"]})
+        tmpl = Template(
+            "t",
+            {"seq": "${seq:str}", "n": "${media_seq}", "d": "${duration?}", "id": "v2:${call_id}", "l": ["${digit}"]},
+        )
         assert orjson.loads(tmpl.render({"digit": "5"}, {"seq": 3, "media_seq": 4, "call_id": "abc"})) == {
-            "seq": "3", "n": 4, "id": "v2:abc", "l": ["5"]}
-        assert orjson.loads(tmpl.render({"digit": "5", "duration": 100}, {"seq": 3, "media_seq": 4, "call_id": "x"}))["d"] == 100
+            "seq": "3",
+            "n": 4,
+            "id": "v2:abc",
+            "l": ["5"],
+        }
+        assert (
+            orjson.loads(tmpl.render({"digit": "5", "duration": 100}, {"seq": 3, "media_seq": 4, "call_id": "x"}))["d"]
+            == 100
+        )
 
     def test_binary_frames(self) -> None:
         tmpl = Template("media", {"$frame": "binary"})
@@ -145,8 +178,14 @@ def test_the_adapter_guides_example_loads_unchanged(specs: SpecSet, tmp_path: Pa
     assert errors == [] and peer is not None
     assert str(peer.audio.inbound) == "PCM_16_LE/8000/mono"  # the guide's audio parameters
     decoded = peer.decode('{"event": "call_started", "call": {"id": "c1", "direction": "inbound"}}', {})
-    assert decoded is not None and decoded.events == ("start",) and decoded.fields == {"call_id": "c1", "direction": "inbound"}
+    assert (
+        decoded is not None
+        and decoded.events == ("start",)
+        and decoded.fields == {"call_id": "c1", "direction": "inbound"}
+    )
     # No outgoing messages declared: callbridge answers in the platform's own shapes.
     assert orjson.loads(peer.templates["media"].render({"audio": b"\x00\x00"}, {})) == {
-        "event": "audio_data", "payload": {"audio_data": "AAA="}}
+        "event": "audio_data",
+        "payload": {"audio_data": "AAA="},
+    }
     assert orjson.loads(peer.templates["clear"].render({}, {})) == {"event": "buffer_clear"}

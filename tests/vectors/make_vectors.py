@@ -10,7 +10,7 @@ independent of callbridge's kernels). The AI's side (envelope lines) speaks seed
 
 from __future__ import annotations
 
-import audioop  # noqa: F401  (tests-only reference codec; Python 3.11/3.12)
+import audioop
 import base64
 import json
 import math
@@ -24,7 +24,9 @@ ACCOUNT = "AC25e16e9a716a4a1786a7c83f58e30482"
 
 
 def tone(freq: float, rate: int, start: int, count: int, amp: float = 8000.0) -> bytes:
-    return b"".join(struct.pack("<h", int(amp * math.sin(2 * math.pi * freq * (start + i) / rate))) for i in range(count))
+    return b"".join(
+        struct.pack("<h", int(amp * math.sin(2 * math.pi * freq * (start + i) / rate))) for i in range(count)
+    )
 
 
 def caller_frame(index: int) -> str:
@@ -53,10 +55,17 @@ def start_message(seq: int) -> dict:
 
 
 def media(seq: int, chunk: int) -> dict:
-    return {"event": "media", "sequenceNumber": str(seq),
-            "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str((chunk - 1) * 20),
-                      "payload": caller_frame(chunk - 1)},
-            "streamSid": SID}
+    return {
+        "event": "media",
+        "sequenceNumber": str(seq),
+        "media": {
+            "track": "inbound",
+            "chunk": str(chunk),
+            "timestamp": str((chunk - 1) * 20),
+            "payload": caller_frame(chunk - 1),
+        },
+        "streamSid": SID,
+    }
 
 
 def write(name: str, lines: list[dict | str]) -> None:
@@ -72,16 +81,28 @@ def call() -> None:
     for _ in range(25):
         lines.append(media(seq, chunk))
         seq, chunk = seq + 1, chunk + 1
-    lines.append({"event": "dtmf", "streamSid": SID, "sequenceNumber": str(seq),
-                  "dtmf": {"track": "inbound_track", "digit": "1"}})
+    lines.append(
+        {
+            "event": "dtmf",
+            "streamSid": SID,
+            "sequenceNumber": str(seq),
+            "dtmf": {"track": "inbound_track", "digit": "1"},
+        }
+    )
     seq += 1
     for _ in range(5):
         lines.append(media(seq, chunk))
         seq, chunk = seq + 1, chunk + 1
     lines.append({"event": "mark", "sequenceNumber": str(seq), "streamSid": SID, "mark": {"name": "my label"}})
     seq += 1
-    lines.append({"event": "stop", "sequenceNumber": str(seq),
-                  "stop": {"accountSid": ACCOUNT, "callSid": CALL}, "streamSid": SID})
+    lines.append(
+        {
+            "event": "stop",
+            "sequenceNumber": str(seq),
+            "stop": {"accountSid": ACCOUNT, "callSid": CALL},
+            "streamSid": SID,
+        }
+    )
     write("call.jsonl", lines)
 
 
@@ -106,15 +127,37 @@ def bargein() -> None:
         seq, chunk, t = seq + 1, chunk + 1, t + 0.02
     env.append({"t": 0.36, "leg": "ai", "frame": {"event": "clear"}})
     # Twilio echoes every pending mark when it clears (callbridge names them cb1, cb2 on the wire).
-    env.append({"t": 0.37, "leg": "telephony", "frame": {"event": "mark", "sequenceNumber": str(seq), "streamSid": SID, "mark": {"name": "cb1"}}})
-    env.append({"t": 0.37, "leg": "telephony", "frame": {"event": "mark", "sequenceNumber": str(seq + 1), "streamSid": SID, "mark": {"name": "cb2"}}})
+    env.append(
+        {
+            "t": 0.37,
+            "leg": "telephony",
+            "frame": {"event": "mark", "sequenceNumber": str(seq), "streamSid": SID, "mark": {"name": "cb1"}},
+        }
+    )
+    env.append(
+        {
+            "t": 0.37,
+            "leg": "telephony",
+            "frame": {"event": "mark", "sequenceNumber": str(seq + 1), "streamSid": SID, "mark": {"name": "cb2"}},
+        }
+    )
     seq += 2
     t = 0.38
     for _ in range(5):
         env.append({"t": round(t, 3), "leg": "telephony", "frame": media(seq, chunk)})
         seq, chunk, t = seq + 1, chunk + 1, t + 0.02
-    env.append({"t": 0.5, "leg": "telephony", "frame": {"event": "stop", "sequenceNumber": str(seq),
-                                                        "stop": {"accountSid": ACCOUNT, "callSid": CALL}, "streamSid": SID}})
+    env.append(
+        {
+            "t": 0.5,
+            "leg": "telephony",
+            "frame": {
+                "event": "stop",
+                "sequenceNumber": str(seq),
+                "stop": {"accountSid": ACCOUNT, "callSid": CALL},
+                "streamSid": SID,
+            },
+        }
+    )
     env.append({"t": 0.51, "leg": "ai", "internal": "closed"})
     env.append({"t": 0.52, "leg": "telephony", "internal": "closed"})
     write("bargein.jsonl", env)
