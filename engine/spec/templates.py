@@ -18,7 +18,7 @@ a ``bytes.join`` per message, instead of building and dumping a dict per frame.
 from __future__ import annotations
 
 import re
-from binascii import b2a_base64
+from binascii import a2b_base64, b2a_base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +163,58 @@ class Template:
             out.append(_encode(value))
             out.append(parts[index + 1])
         return b"".join(out)
+
+    def match(self, message: Any) -> dict[str, Any] | None:
+        """If ``message`` (decoded JSON) has this template's shape, the values of its slots.
+
+        Every constant of the template must be there with the same value; slots may be absent
+        only when optional. Slots formatted into longer text are matched on their constant
+        prefix. ``audio`` comes back as bytes. Used by test peers and the conformance kit to
+        read what callbridge sent, with no per-platform code.
+        """
+        if self.binary:
+            return {"audio": message} if isinstance(message, bytes | bytearray) else None
+        values: dict[str, Any] = {}
+        return values if self._match(self._structure, message, values) else None
+
+    def _match(self, node: Any, value: Any, values: dict[str, Any]) -> bool:
+        if isinstance(node, str) and node.startswith("\x00") and node.endswith("\x00"):
+            slot = self._slots[int(node[1:-1])]
+            if slot.fmt is not None:
+                head = slot.fmt.split("${", 1)[0]
+                return isinstance(value, str) and value.startswith(head)
+            if slot.name == "audio" and isinstance(value, str):
+                try:
+                    value = a2b_base64(value, strict_mode=True)
+                except ValueError:
+                    return False
+            values[slot.name] = value
+            return True
+        if isinstance(node, dict):
+            if not isinstance(value, dict):
+                return False
+            for key, sub in node.items():
+                if key not in value:
+                    if self._optional(sub):
+                        continue
+                    return False
+                if not self._match(sub, value[key], values):
+                    return False
+            return True
+        if isinstance(node, list):
+            return (
+                isinstance(value, list)
+                and len(value) == len(node)
+                and all(self._match(n, v, values) for n, v in zip(node, value, strict=True))
+            )
+        return type(node) is type(value) and node == value
+
+    def _optional(self, node: Any) -> bool:
+        if isinstance(node, str) and node.startswith("\x00"):
+            return self._slots[int(node[1:-1])].optional
+        if isinstance(node, dict):
+            return all(self._optional(v) for v in node.values())
+        return False
 
     def _fill(self, node: Any, filled: list[Any]) -> Any:
         """Slow path for templates with absent optional values: rebuild, dropping those keys."""

@@ -1,0 +1,130 @@
+"""A spec read backwards: build the messages a peer would send, and read the ones callbridge
+sends it.
+
+callbridge's own tools act as the platform (``callbridge call``) or as the AI provider (test
+servers, the conformance kit) for any spec, with no per-platform code:
+
+``build_incoming(peer, event, values)``
+    a frame the peer could send that its spec decodes to ``event`` with these field values:
+    the detection pattern's constants, and each extracted field written at its path
+    (base64 for audio in JSON, a raw binary frame where the pattern is binary).
+``read_outgoing(peer, frame)``
+    which outgoing template a frame callbridge sent matches, and the values in it.
+"""
+
+from __future__ import annotations
+
+from binascii import b2a_base64
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from engine.errors import UsageError
+from engine.spec.paths import parse
+from engine.spec.peer import CompiledPeer, Pattern
+
+
+def pattern_for(peer: CompiledPeer, event: str, *, binary: bool | None = None) -> Pattern:
+    """The first pattern that emits ``event`` (preferring binary frames when ``binary``)."""
+    candidates = [p for p in peer.patterns if not p.ignore and event in p.emits]
+    if binary is not None:
+        preferred = [p for p in candidates if (p.frame == "binary") == binary]
+        candidates = preferred or candidates
+    # A pattern that emits only this event is the most faithful example of it.
+    candidates.sort(key=lambda p: (len(p.emits) > 1, -len(p.rules)))
+    if not candidates:
+        raise UsageError(f"{peer.name} has no incoming message for {event!r}")
+    return candidates[0]
+
+
+def _put(message: dict[str, Any], steps: tuple[str | int, ...], value: Any) -> None:
+    node: Any = message
+    for index, step in enumerate(steps[:-1]):
+        nxt = steps[index + 1]
+        if isinstance(step, int):
+            while len(node) <= step:
+                node.append({} if not isinstance(nxt, int) else [])
+            node = node[step]
+        else:
+            node = node.setdefault(step, [] if isinstance(nxt, int) else {})
+    last = steps[-1]
+    if isinstance(last, int):
+        while len(node) <= last:
+            node.append(None)
+        node[last] = value
+    else:
+        node[last] = value
+
+
+def _wire(value: Any, mapping: Mapping[Any, Any] | None) -> Any:
+    if mapping:
+        reverse = {v: k for k, v in mapping.items()}
+        value = reverse.get(value, value)
+    if isinstance(value, bytes | bytearray):
+        return b2a_base64(bytes(value), newline=False).decode()
+    return value
+
+
+def build_incoming(
+    peer: CompiledPeer, event: str, values: dict[str, Any] | None = None, *, binary: bool | None = None
+) -> str | bytes:
+    """A frame ``peer`` could send that decodes to ``event`` carrying ``values``."""
+    values = values or {}
+    if binary is None and event == "media":
+        binary = peer.audio.inbound_payload == "binary"
+    pattern = pattern_for(peer, event, binary=binary)
+    if pattern.frame == "binary":
+        audio = values.get("audio", b"")
+        return bytes(audio)
+    message: dict[str, Any] = {}
+    for condition in pattern.conditions:
+        root, steps = parse(condition.path)
+        if root or not steps:
+            continue
+        if condition.op == "eq":
+            _put(message, steps, condition.arg)
+        elif condition.op == "in":
+            _put(message, steps, sorted(condition.arg, key=str)[0])
+        elif condition.op == "present":
+            _put(message, steps, values.get(str(steps[-1]), "x"))
+        elif condition.op == "prefix":
+            _put(message, steps, condition.arg + "x")
+    for rule in pattern.rules:
+        if rule.field not in values or not rule.paths:
+            continue
+        root, steps = parse(rule.paths[0])
+        if root or not steps:
+            continue
+        _put(message, steps, _wire(values[rule.field], rule.mapping))
+    return orjson.dumps(message).decode()
+
+
+def read_outgoing(peer: CompiledPeer, frame: str | bytes) -> tuple[str, dict[str, Any]] | None:
+    """``(template name, values)`` for a frame callbridge sent to ``peer``, or ``None``."""
+    if isinstance(frame, bytes | bytearray) and not _looks_like_json(frame, peer):
+        for name, template in peer.templates.items():
+            if template.binary:
+                return name, {"audio": bytes(frame)}
+        return None
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    best: tuple[int, str, dict[str, Any]] | None = None
+    for name, template in peer.templates.items():
+        if template.binary:
+            continue
+        found = template.match(message)
+        if found is not None:
+            # The template with the most constants matched is the most specific one.
+            score = len(orjson.dumps(template._structure))
+            if best is None or score > best[0]:
+                best = (score, name, found)
+    return (best[1], best[2]) if best else None
+
+
+def _looks_like_json(frame: bytes | bytearray, peer: CompiledPeer) -> bool:
+    # Binary frames carry audio on binary+json platforms; text arrives as str from websockets,
+    # but a caller may hand us the bytes of a JSON text frame.
+    return peer.transport == "json" or (frame[:1] == b"{" and frame[-1:] == b"}")
