@@ -1,0 +1,231 @@
+"""The server's config file (``callbridge serve --config FILE``): load, check, route.
+
+Use :func:`load_config` for a file and :data:`DEFAULT` when there is none; both give a frozen
+:class:`Config`. A file is YAML, checked against ``engine/spec/schemas/config.schema.json``
+with every mistake located (``file:line:col: $.path: message``) exactly like specs, and raised
+together as :class:`~engine.errors.SpecErrors`. ``${ENV_VAR}`` in a route's ``url``,
+``headers`` or ``account_id`` is read from the environment at load time; a variable that is
+not set is a located error. Values read from the environment are never put in a message.
+
+:meth:`Config.route_for` picks the AI target of a call: the first route whose ``agent_id``
+and/or ``outlet_id`` match (a route naming neither matches every call); with none, the
+embedded echo AI. :meth:`Config.check_specs` says which routes name AI specs that do not exist.
+See ``callbridge.example.yaml`` for every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from engine.errors import Location, SpecError, SpecErrors
+from engine.spec.validate import schema_errors
+from engine.spec.yamlload import JsonPath, LoadedDocument, load_file
+
+#: ``url`` value meaning "the echo AI of this very server" (whatever port it listens on)
+ECHO_URL = "@echo"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """An AI provider for a call: a spec name plus the config's overrides."""
+
+    ai: str = "default"
+    url: str | None = None  # None: the spec's websocket.url; ECHO_URL: this server's echo
+    headers: Mapping[str, str] | None = None  # None: the spec's headers
+    account_id: str | None = None
+    default_region: str | None = None
+    where: Location = field(default=Location("<built-in>"), compare=False)
+
+    def __repr__(self) -> str:  # headers hold secrets: keep them out of reprs and logs
+        headers = len(self.headers or {})
+        return f"Target(ai={self.ai!r}, url={redact_url(self.url)!r}, headers=<{headers}>)"
+
+
+@dataclass(frozen=True)
+class Route:
+    agent_id: int | None
+    outlet_id: int | None
+    target: Target
+
+    def matches(self, agent_id: int, outlet_id: int) -> bool:
+        return (self.agent_id is None or self.agent_id == agent_id) and (
+            self.outlet_id is None or self.outlet_id == outlet_id
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_calls: int = 1000
+    max_message_bytes: int = 1 << 20
+    playout_lead_ms: int | None = None  # None: each platform spec's own
+    ai_connect_timeout_s: float = 3.0  # one attempt
+    idle_timeout_s: float = 60.0  # no frame from the platform for this long: hang up
+    drain_timeout_s: float = 30.0  # SIGTERM: how long live calls may finish on their own
+
+
+@dataclass(frozen=True)
+class AIFailurePolicy:
+    retries: int = 2
+    backoff_s: float = 0.2  # before the first retry; doubles each time
+    backoff_max_s: float = 2.0
+    fallback: Target | None = None
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        return float(min(self.backoff_s * (2 ** (retry - 1)), self.backoff_max_s))
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    specs: Path | None = None
+    default_region: str = "US"
+    log_level: str = "info"
+    show_numbers: bool = False
+    limits: Limits = Limits()
+    ai_failure: AIFailurePolicy = AIFailurePolicy()
+    routes: tuple[Route, ...] = ()
+    file: str | None = None
+
+    def route_for(self, agent_id: int, outlet_id: int) -> Target | None:
+        """The target of the first matching route, or ``None`` (use the echo AI)."""
+        for route in self.routes:
+            if route.matches(agent_id, outlet_id):
+                return route.target
+        return None
+
+    def check_specs(self, ai_names: Any) -> list[SpecError]:
+        """Located errors for routes (and the fallback) naming AI specs not in ``ai_names``."""
+        known = sorted(ai_names)
+        targets = [r.target for r in self.routes]
+        if self.ai_failure.fallback is not None:
+            targets.append(self.ai_failure.fallback)
+        return [
+            SpecError(t.where, "$.ai", f"no AI provider spec {t.ai!r} (known: {', '.join(known)})")
+            for t in targets
+            if t.ai not in ai_names
+        ]
+
+
+DEFAULT = Config()
+ECHO_TARGET = Target("default", ECHO_URL)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL fit for logs: the query string (where tokens travel) and any user:password go."""
+    if url is None:
+        return None
+    head = url.split("?", 1)[0]
+    scheme, sep, rest = head.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}" + ("?***" if "?" in url else "")
+
+
+class _Reader:
+    """Turns a schema-valid document into a Config, collecting located errors."""
+
+    def __init__(self, doc: LoadedDocument, environ: Mapping[str, str]) -> None:
+        self.doc = doc
+        self.environ = environ
+        self.errors: list[SpecError] = []
+
+    def env(self, value: str, path: JsonPath) -> str:
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.environ:
+                self.errors.append(self.doc.error(path, f"environment variable {name} is not set"))
+                return ""
+            return self.environ[name]
+
+        return _ENV.sub(sub, value)
+
+    def target(self, raw: Mapping[str, Any], path: JsonPath) -> Target:
+        url = raw.get("url")
+        headers = raw.get("headers")
+        account = raw.get("account_id")
+        return Target(
+            ai=raw["ai"],
+            url=self.env(url, (*path, "url")) if url is not None else None,
+            headers=MappingProxyType(
+                {k: self.env(v, (*path, "headers", k)) for k, v in headers.items()}
+            )
+            if headers is not None
+            else None,
+            account_id=self.env(account, (*path, "account_id")) if account is not None else None,
+            default_region=raw.get("default_region"),
+            where=self.doc.location((*path, "ai")),
+        )
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, check and resolve a config file; raises :class:`SpecErrors` with every mistake."""
+    path = Path(path)
+    try:
+        doc = load_file(path)
+    except SpecError as exc:
+        raise SpecErrors([exc]) from None
+    if doc.data is None:
+        return Config(file=str(path))
+    if not isinstance(doc.data, dict):
+        raise SpecErrors([doc.error((), "a config file must be a mapping")])
+    errors = schema_errors(doc, "config")
+    if errors:
+        raise SpecErrors(errors)
+    reader = _Reader(doc, os.environ if environ is None else environ)
+    data: dict[str, Any] = doc.data
+    listen = data.get("listen", {})
+    log = data.get("log", {})
+    lim = data.get("limits", {})
+    fail = data.get("ai_failure", {})
+    base = Limits()
+
+    def seconds(key: str, default: float) -> float:
+        return lim[key] / 1000.0 if key in lim else default
+
+    limits = Limits(
+        max_calls=lim.get("max_calls", base.max_calls),
+        max_message_bytes=lim.get("max_message_bytes", base.max_message_bytes),
+        playout_lead_ms=lim.get("playout_lead_ms"),
+        ai_connect_timeout_s=seconds("ai_connect_timeout_ms", base.ai_connect_timeout_s),
+        idle_timeout_s=seconds("idle_timeout_ms", base.idle_timeout_s),
+        drain_timeout_s=seconds("drain_timeout_ms", base.drain_timeout_s),
+    )
+    policy_base = AIFailurePolicy()
+    policy = AIFailurePolicy(
+        retries=fail.get("retries", policy_base.retries),
+        backoff_s=fail["backoff_ms"] / 1000.0 if "backoff_ms" in fail else policy_base.backoff_s,
+        backoff_max_s=fail["backoff_max_ms"] / 1000.0
+        if "backoff_max_ms" in fail
+        else policy_base.backoff_max_s,
+        fallback=reader.target(fail["fallback"], ("ai_failure", "fallback"))
+        if "fallback" in fail
+        else None,
+    )
+    routes = tuple(
+        Route(raw.get("agent_id"), raw.get("outlet_id"), reader.target(raw, ("routes", i)))
+        for i, raw in enumerate(data.get("routes", []))
+    )
+    specs = data.get("specs")
+    if reader.errors:
+        raise SpecErrors(reader.errors)
+    return Config(
+        host=listen.get("host", DEFAULT.host),
+        port=listen.get("port", DEFAULT.port),
+        specs=(path.parent / specs) if specs is not None else None,
+        default_region=data.get("default_region", DEFAULT.default_region),
+        log_level=log.get("level", DEFAULT.log_level),
+        show_numbers=log.get("show_numbers", DEFAULT.show_numbers),
+        limits=limits,
+        ai_failure=policy,
+        routes=routes,
+        file=str(path),
+    )

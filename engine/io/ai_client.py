@@ -1,0 +1,115 @@
+"""Opening the AI leg under the config's failure policy.
+
+:func:`open_ai_leg` is what a bridge runs when the core asks for the AI leg (an
+:class:`~engine.core.actions.OpenLeg`): a ``websockets`` client connection to the provider's URL
+with its headers and subprotocols, each attempt bounded by the connect timeout, retried with
+exponential backoff, then once more (with the same retries) at the fallback provider if one is
+configured. It returns the open connection, or ``None`` when every attempt failed; the caller
+then reports ``ai_failed`` and the core hangs up the caller. The whole thing is also bounded
+by the protocol's ``ai_connect_timeout`` timer: when it fires, the core closes the AI leg and
+the bridge cancels this coroutine.
+
+Headers are secrets: attempts are logged with the URL's query string redacted and no headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from engine.config import AIFailurePolicy, redact_url
+from engine.core.session import AITarget, CallSession
+from engine.io.logs import JsonLog
+from engine.io.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Attempt:
+    url: str
+    headers: Mapping[str, str]
+    subprotocols: tuple[str, ...]
+    label: str  # the AI spec name, for metrics and logs
+
+
+def can_retarget(session: CallSession, target: AITarget) -> bool:
+    """A fallback needs the same audio format as the AI spec the call started with: the
+    session built its converters for that format when the caller's start arrived."""
+    return target.peer is session.ai.peer or target.peer.audio.inbound == session.ai_format
+
+
+def retarget(session: CallSession, target: AITarget) -> None:
+    """Point a session whose AI leg is still connecting at a fallback provider.
+
+    The core has no public call for this yet (see the report to engine/core); swapping the AI
+    leg's peer and target is safe only before the leg opens and with the same audio format,
+    which :func:`can_retarget` checks."""
+    session.ai.peer = target.peer
+    session.ai_target = target
+
+
+async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> ClientConnection:
+    return await connect(
+        attempt.url,
+        additional_headers=dict(attempt.headers),
+        subprotocols=list(attempt.subprotocols) or None,  # type: ignore[arg-type]
+        compression=None,  # audio does not compress; deflate costs 2x CPU (perf-anchors §5)
+        open_timeout=timeout,
+        max_size=max_size,
+        proxy=None,  # predictable: the AI URL is dialled as written
+    )
+
+
+async def open_ai_leg(
+    attempts: list[Attempt],
+    policy: AIFailurePolicy,
+    timeout: float,
+    max_size: int,
+    *,
+    log: JsonLog,
+    metrics: Metrics,
+    call_id: str,
+    before_fallback: Callable[[], bool] | None = None,
+) -> tuple[ClientConnection | None, Attempt | None, str]:
+    """Try ``attempts[0]`` (with retries), then each later one (the fallback).
+
+    ``before_fallback`` is called before moving on to the next target; returning False skips
+    it. Returns ``(connection, attempt that worked, last error)``.
+    """
+    last_error = ""
+    for index, attempt in enumerate(attempts):
+        if index and before_fallback is not None and not before_fallback():
+            break
+        for retry in range(policy.retries + 1):
+            if retry:
+                await asyncio.sleep(policy.delay(retry))
+            try:
+                ws = await connect_once(attempt, timeout, max_size)
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                last_error = _describe(exc)
+                metrics.ai_connect_failures.labels(attempt.label).inc()
+                log.event(
+                    "warning",
+                    "ai.connect_attempt_failed",
+                    f"attempt {retry + 1}/{policy.retries + 1} to {redact_url(attempt.url)} "
+                    f"failed: {last_error}",
+                    call_id=call_id,
+                    leg="ai",
+                    fields={"ai": attempt.label},
+                )
+                continue
+            return ws, attempt, ""
+    return None, None, last_error
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, websockets.exceptions.InvalidStatus):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__

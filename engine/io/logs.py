@@ -1,0 +1,90 @@
+"""JSON log lines, one per event: ``ts``, ``level``, ``call_id``, ``leg``, ``code``, ``message``.
+
+Use :class:`JsonLog` everywhere in the server (never ``print``); :meth:`JsonLog.notice` logs a
+core :class:`~engine.core.actions.Notice`. Phone numbers in the fields named in
+:data:`NUMBER_FIELDS` are masked (``+91*******915``) unless ``show_numbers`` is on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import orjson
+
+from engine.core.actions import Notice
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+NUMBER_FIELDS = frozenset(
+    {"caller", "callee", "caller_id", "caller_number", "callee_number", "from", "to"}
+)
+
+
+def mask_number(text: str) -> str:
+    """Keep a leading ``+``, the first two and the last three digits: ``+91*******915``."""
+    if not isinstance(text, str):
+        return text
+    digits = [c for c in text if c.isdigit()]
+    if len(digits) < 6:
+        return "*" * len(text)
+    plus = "+" if text.startswith("+") else ""
+    return plus + "".join(digits[:2]) + "*" * (len(digits) - 5) + "".join(digits[-3:])
+
+
+class JsonLog:
+    """Writes one JSON object per line to ``stream`` (stderr by default)."""
+
+    def __init__(
+        self, stream: TextIO | None = None, level: str = "info", show_numbers: bool = False
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.threshold = LEVELS.get(level, 20)
+        self.show_numbers = show_numbers
+
+    def enabled(self, level: str) -> bool:
+        return LEVELS.get(level, 20) >= self.threshold
+
+    def event(
+        self,
+        level: str,
+        code: str,
+        message: str,
+        *,
+        call_id: str = "",
+        leg: str = "",
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        if LEVELS.get(level, 20) < self.threshold:
+            return
+        line: dict[str, Any] = {
+            "ts": round(time.time(), 3),
+            "level": level,
+            "call_id": call_id,
+            "leg": leg,
+            "code": code,
+            "message": message,
+        }
+        if fields:
+            for key, value in fields.items():
+                if key in line:
+                    continue
+                if key in NUMBER_FIELDS and not self.show_numbers and isinstance(value, str):
+                    value = mask_number(value)
+                line[key] = value
+        try:
+            self.stream.write(orjson.dumps(line, default=str).decode() + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed stderr must not take a call down
+            pass
+
+    def notice(self, call_id: str, notice: Notice) -> None:
+        self.event(
+            notice.level,
+            notice.code,
+            notice.message,
+            call_id=call_id,
+            leg=notice.leg,
+            fields=notice.fields,
+        )

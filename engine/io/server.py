@@ -1,0 +1,395 @@
+"""``callbridge serve``: the WebSocket and HTTP front door of a callbridge process.
+
+:func:`serve_main` is the command; :class:`BridgeServer` is the server (tests start one on an
+ephemeral port with :meth:`BridgeServer.start`). One ``websockets.asyncio`` server carries:
+
+``/ws-adapter/{provider}/{call_type}/{agent_id}/{outlet_id}/{virtual_number}``
+    a platform's call (seed 002), checked in ``process_request`` before the upgrade: 404 for
+    an unknown provider, 400 for a bad part, 503 when full or draining
+``/ws/v1/echo``   the embedded echo AI (:mod:`engine.io.echo`)
+``/healthz``      200 while the process runs
+``/readyz``       200 once specs are compiled and the audio kernels warmed; 503 while draining
+``/metrics``      Prometheus text format
+
+Signals: SIGTERM (and SIGINT) drain: no new calls, live calls get ``drain_timeout`` to end on
+their own, then both legs are hung up cleanly. SIGHUP reloads specs and config for new calls;
+live calls keep what they started with, and a broken new spec or config is logged with its
+located errors and ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import replace
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request, Response
+
+from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_config, redact_url
+from engine.core.session import AITarget, CallRoute, CallSession
+from engine.errors import SpecErrors, UsageError
+from engine.io.bridge import BridgeContext, CallBridge
+from engine.io.echo import echo_ai
+from engine.io.logs import JsonLog
+from engine.io.metrics import Metrics
+from engine.io.routing import ADAPTER_PREFIX, ECHO_PATH, Refusal, parse_adapter_path
+from engine.spec.loader import SpecSet, load_specs
+
+_PENDING_ATTR = "_callbridge_call"  # what process_request decided, kept on the connection
+
+
+class BridgeServer:
+    """Owns the listening socket, the specs and config in force, and the live calls."""
+
+    def __init__(
+        self,
+        config: Config,
+        specs: SpecSet,
+        *,
+        log: JsonLog | None = None,
+        spec_root: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.specs = specs
+        self.spec_root = spec_root
+        self.log = log or JsonLog(level=config.log_level, show_numbers=config.show_numbers)
+        self.metrics = Metrics()
+        self.bridges: set[CallBridge] = set()
+        self.ready = False
+        self.draining = False
+        self.server: Server | None = None
+        self.port = 0
+        self.echo_url = ""
+        self._ctx = self._context(config)
+        self._stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        host = host if host is not None else self.config.host
+        port = port if port is not None else self.config.port
+        try:
+            self.server = await serve(
+                self._handler,
+                host,
+                port,
+                process_request=self._process_request,
+                select_subprotocol=self._select_subprotocol,
+                compression=None,  # per connection below, where a platform spec asks for deflate
+                max_size=self.config.limits.max_message_bytes,
+                ping_interval=None,  # platforms do not answer pings reliably; idle timeout instead
+                server_header="callbridge",
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        sock = next(iter(self.server.sockets))
+        self.port = sock.getsockname()[1]
+        echo_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        self.echo_url = f"ws://{echo_host}:{self.port}{ECHO_PATH}"
+        self._ctx = self._context(self.config)
+        self.log.event(
+            "info",
+            "server.listening",
+            f"listening on ws://{host}:{self.port}",
+            fields={"host": host, "port": self.port, "specs": str(self.specs.root)},
+        )
+        asyncio.get_running_loop().create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        try:
+            from engine.dsp import kernels
+        except ImportError:
+            kernels = None  # type: ignore[assignment]
+        warm = getattr(kernels, "warm_up", None)
+        if warm is not None:
+            started = time.perf_counter()
+            await asyncio.to_thread(warm)
+            self.log.event(
+                "info",
+                "server.warm",
+                f"audio kernels warmed in {time.perf_counter() - started:.2f} s",
+            )
+        self.ready = True
+
+    async def wait_closed(self) -> None:
+        await self._stopped.wait()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop taking calls, let live ones finish (up to ``timeout``), hang up the rest, stop."""
+        if self.draining:
+            return
+        self.draining = True
+        timeout = self.config.limits.drain_timeout_s if timeout is None else timeout
+        self.log.event(
+            "info",
+            "server.draining",
+            f"draining {len(self.bridges)} live calls (up to {timeout:g} s)",
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.bridges and loop.time() < deadline:
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+        if self.bridges:
+            self.log.event(
+                "info", "server.hangup_all", f"hanging up {len(self.bridges)} calls still live"
+            )
+            await asyncio.gather(
+                *(b.hang_up("drained") for b in list(self.bridges)), return_exceptions=True
+            )
+            end = loop.time() + 5.0
+            while self.bridges and loop.time() < end:
+                await asyncio.sleep(0.02)
+        await self.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 5.0)
+        self.log.event("info", "server.stopped", "stopped")
+        self._stopped.set()
+
+    async def reload(self, config_file: str | None) -> bool:
+        """Reload specs (and the config file, if any) for new calls. False when rejected."""
+        try:
+            config = (
+                await asyncio.to_thread(load_config, config_file) if config_file else self.config
+            )
+            root = self.spec_root or config.specs
+            specs = await asyncio.to_thread(load_specs, root)
+            errors = config.check_specs(specs.ai_providers)
+            if errors:
+                raise SpecErrors(errors)
+        except SpecErrors as exc:
+            for error in exc.errors:
+                self.log.event("error", "reload.rejected", str(error))
+            self.log.event(
+                "error",
+                "reload.rejected",
+                f"kept the previous specs and config ({len(exc.errors)} errors)",
+            )
+            return False
+        if (config.host, config.port) != (self.config.host, self.config.port):
+            self.log.event(
+                "warning", "reload.listen", "listen host/port changes need a restart; ignored"
+            )
+        self.config = replace(config, host=self.config.host, port=self.config.port)
+        self.specs = specs
+        self.log.threshold = JsonLog(level=config.log_level).threshold
+        self.log.show_numbers = config.show_numbers
+        self._ctx = self._context(self.config)
+        self.log.event(
+            "info",
+            "reload.done",
+            f"reloaded {len(specs.providers)} platform and "
+            f"{len(specs.ai_providers)} AI provider specs; live calls untouched",
+        )
+        return True
+
+    def _context(self, config: Config) -> BridgeContext:
+        fallback = None
+        if config.ai_failure.fallback is not None:
+            fallback = self._ai_target(config.ai_failure.fallback, self.specs)
+        return BridgeContext(config.limits, config.ai_failure, self.log, self.metrics, fallback)
+
+    def _ai_target(self, target: Target, specs: SpecSet) -> AITarget:
+        url = self.echo_url if target.url == ECHO_URL else target.url
+        return AITarget(
+            specs.ai_providers[target.ai],
+            url=url,
+            headers=target.headers,
+            account_id=target.account_id,
+        )
+
+    # ------------------------------------------------------------------ HTTP side
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.partition("?")[0]
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            if self.ready and not self.draining:
+                return connection.respond(HTTPStatus.OK, "ready\n")
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE, "draining\n" if self.draining else "warming up\n"
+            )
+        if path == "/metrics":
+            response = connection.respond(HTTPStatus.OK, "")
+            response.body = self.metrics.render()
+            del response.headers["Content-Type"], response.headers["Content-Length"]
+            response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+            response.headers["Content-Length"] = str(len(response.body))
+            return response
+        if path == ECHO_PATH:
+            setattr(connection, _PENDING_ATTR, None)
+            return None
+        if not path.startswith(ADAPTER_PREFIX):
+            return self._refuse(connection, Refusal(404, f"no route {path!r}"))
+        if self.draining:
+            return self._refuse(connection, Refusal(503, "draining: not taking new calls"))
+        if len(self.bridges) >= self.config.limits.max_calls:
+            return self._refuse(
+                connection, Refusal(503, f"at capacity ({self.config.limits.max_calls} calls)")
+            )
+        specs = self.specs
+        route = parse_adapter_path(
+            request.path,
+            specs.providers,
+            dict(request.headers.raw_items()),
+            self.config.default_region,
+        )
+        if isinstance(route, Refusal):
+            return self._refuse(connection, route)
+        peer = specs.providers[route.provider]
+        if peer.connection.compression not in ("none", "", None):
+            # Only a platform that asks for permessage-deflate gets it (it costs 2x CPU).
+            connection.protocol.available_extensions = [ServerPerMessageDeflateFactory()]
+        limit = min(self.config.limits.max_message_bytes, peer.connection.max_message_bytes)
+        connection.protocol.max_message_size = limit
+        setattr(connection, _PENDING_ATTR, (route, specs, self.config, self._ctx))
+        return None
+
+    def _refuse(self, connection: ServerConnection, refusal: Refusal) -> Response:
+        self.metrics.rejected.labels(str(refusal.status)).inc()
+        self.log.event(
+            "warning", "upgrade.refused", refusal.message, fields={"status": refusal.status}
+        )
+        return connection.respond(refusal.status, refusal.message + "\n")
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Any:
+        pending = getattr(connection, _PENDING_ATTR, None)
+        if not pending:
+            return None
+        route, specs = pending[0], pending[1]
+        wanted = specs.providers[route.provider].connection.subprotocols
+        for name in wanted:
+            if name in offered:
+                return name
+        return None  # the platform offered none we know: carry on without one
+
+    # ------------------------------------------------------------------ calls
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        pending = getattr(ws, _PENDING_ATTR, None)
+        if pending is None:
+            await echo_ai(ws)
+            return
+        route, specs, config, ctx = pending
+        await self._run_call(ws, route, specs, config, ctx)
+
+    async def _run_call(
+        self,
+        ws: ServerConnection,
+        route: CallRoute,
+        specs: SpecSet,
+        config: Config,
+        ctx: BridgeContext,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        target = config.route_for(route.agent_id, route.outlet_id)
+        if target is None:
+            target = ECHO_TARGET
+        if target.default_region:
+            route = replace(route, default_region=target.default_region)
+        try:
+            session = CallSession(
+                specs,
+                route,
+                self._ai_target(target, specs),
+                now=loop.time(),
+                playout_lead_ms=config.limits.playout_lead_ms,
+            )
+        except Exception as exc:  # nothing about one call may take the server down
+            self.log.event("error", "call.setup_failed", f"{type(exc).__name__}: {exc}")
+            await ws.close(1011, "internal error")
+            return
+        bridge = CallBridge(session, ws, ctx)
+        self.bridges.add(bridge)
+        self.metrics.active_calls.inc()
+        self.log.event(
+            "info",
+            "call.accepted",
+            f"{route.provider} {route.call_type} call for agent "
+            f"{route.agent_id} outlet {route.outlet_id} -> {target.ai} at "
+            f"{redact_url(session.ai_target.url)}",
+            call_id=session.call_id,
+            leg="telephony",
+            fields={"caller_id": route.caller_id, "virtual_number": route.virtual_number},
+        )
+        outcome = "error"
+        try:
+            outcome = await bridge.run()
+        finally:
+            self.bridges.discard(bridge)
+            self.metrics.active_calls.dec()
+            self.metrics.calls.labels(route.provider, outcome).inc()
+            self.metrics.playout_underruns.inc(session.playout.stats.underruns)
+            self.log.event(
+                "info",
+                "call.ended",
+                f"call ended: {outcome}",
+                call_id=session.call_id,
+                fields={
+                    "outcome": outcome,
+                    "hangup_reason": session.hangup_reason,
+                    "duration_s": round(loop.time() - session.started_at, 3),
+                    "stats": session.counters(),
+                    "marks": dict(session.ledger.resolved),
+                },
+            )
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def _install_signals(server: BridgeServer, config_file: str | None) -> None:
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(coro: Any) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def drain() -> None:
+        spawn(server.drain())
+
+    def reload() -> None:
+        server.log.event("info", "reload.start", "SIGHUP: reloading specs and config")
+        spawn(server.reload(config_file))
+
+    for sig, fn in ((signal.SIGTERM, drain), (signal.SIGINT, drain), (signal.SIGHUP, reload)):
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            loop.add_signal_handler(sig, fn)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if getattr(args, "config", None) else DEFAULT
+    spec_root = Path(args.specs) if getattr(args, "specs", None) else None
+    specs = await asyncio.to_thread(load_specs, spec_root or config.specs)
+    errors = config.check_specs(specs.ai_providers)
+    if errors:
+        raise SpecErrors(errors)
+    server = BridgeServer(config, specs, spec_root=spec_root)
+    await server.start(args.host, args.port)
+    _install_signals(server, getattr(args, "config", None))
+    await server.wait_closed()
+    return 0
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    """Run ``callbridge serve`` until drained; errors are raised for the CLI to print."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(args))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(args))
