@@ -244,10 +244,8 @@ def _resample_rational(xe, n_new, bank, t, down, y):
 @numba.njit(nt.int64(_F32, nt.int64, _F32_2D_RO, nt.int64, nt.int64, _F32, _F32), cache=True)
 def _filter(xe, n_new, bank, t, down, acc, y):
     """Filter the ``n_new`` inputs waiting in ``xe`` into ``y``, then keep the last K-1."""
-    if down == 1:
-        n = _upsample(xe, n_new, bank, acc, y)
-    else:
-        n = _resample_rational(xe, n_new, bank, t, down, y)
+    n = (_upsample(xe, n_new, bank, acc, y) if down == 1  # integer up-sampling: cheaper
+         else _resample_rational(xe, n_new, bank, t, down, y))
     for i in range(bank.shape[1] - 1):
         xe[i] = xe[n_new + i]
     return n
