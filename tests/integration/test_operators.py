@@ -76,3 +76,25 @@ def test_capacity_and_drain_hang_up_both_legs(specs: SpecSet) -> None:
             assert server.metrics.calls.labels("twilio", "drained")._value.get() == 1
 
     run(body)
+
+
+def test_idle_platform_is_hung_up_cleanly(specs: SpecSet) -> None:
+    lines = TWILIO_CALL.read_text().splitlines()
+
+    async def body() -> None:
+        async with RecordingAI(Script()) as ai, \
+                bridge_server(specs, config_for(ai.url, idle_timeout_s=0.4)) as server:
+            async with connect(call_url(server), proxy=None) as ws:
+                for line in lines[:4]:  # connected, start, two media; then silence on the wire
+                    await ws.send(line)
+                with pytest.raises(websockets.exceptions.ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                rcvd = ws.protocol.close_rcvd
+                assert rcvd is not None and rcvd.code == 1000
+            await asyncio.sleep(0.2)
+            (call,) = ai.calls
+            assert call.messages[-1]["event"] == "hangup" and call.close_code == 1000
+            assert server.metrics.calls.labels("twilio", "idle_timeout")._value.get() == 1
+
+    run(body)
