@@ -33,6 +33,7 @@ from engine.core.actions import AI, TELEPHONY, Action, CloseLeg, Notice, OpenLeg
 from engine.core.numbers import to_e164
 from engine.core.pipeline import Converter, make_converter
 from engine.core.playout import CLEARED, PLAYED, Mark, MarkLedger, Playout
+from engine.core.reorder import Reorder
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.errors import CallbridgeError, LocalProtocolError, RemoteProtocolError
@@ -195,6 +196,16 @@ class CallSession:
             on_overrun=tel_peer.audio.on_overrun,
         )
         self._timers: dict[str, float] = {}
+        # Telephony media reordering (audio.reorder), only for specs that declare it.
+        self._reorder: Reorder | None = None
+        if tel_peer.audio.reorder_by is not None:
+            self._reorder = Reorder(
+                tel_peer.audio.reorder_by, tel_peer.audio.reorder_window, lambda b: len(b) / self.tel_in.bytes_per_ms
+            )
+        self._last_caller_frame = 0  # bytes in the last caller frame (the size of a concealed one)
+        # The AI's audio items (x_item_id): where the current one starts in the playout stream.
+        self._item_id: Any = None
+        self._item_start_ms = 0.0
         self._tel_media_states = protocol.legs[TELEPHONY].media_states
         self._ai_media_states = protocol.legs[AI].media_states
         self.stats: dict[str, int] = {"violations": 0, "clears": 0, "marks_played": 0, "marks_cleared": 0}
@@ -316,8 +327,13 @@ class CallSession:
             if leg.state in (self._tel_media_states if leg is self.tel else self._ai_media_states):
                 try:
                     if leg is self.tel:
-                        self._forward_audio(decoded.fields["audio"])
+                        if self._reorder is None:
+                            self._forward_audio(decoded.fields["audio"])
+                        else:
+                            self._reordered_audio(decoded.fields)
                     else:
+                        if decoded.pattern.remember:
+                            self._remember(leg, decoded.pattern, decoded.fields)
                         self._play_audio(decoded.fields["audio"])
                 except CallbridgeError as exc:
                     self._note("error.media", leg.name, str(exc), "error")
@@ -326,12 +342,53 @@ class CallSession:
                 assert isinstance(entry, Policy)
                 self._refuse(leg, "out_of_order", entry, f"media in state {leg.state}")
             return out
+        pattern = decoded.pattern
+        fields = decoded.fields
+        if pattern.remember:
+            self._remember(leg, pattern, fields)
+        if self._reorder is not None and leg is self.tel and self._reorder.by == "sequence" and "sequence" in fields:
+            for item in self._reorder.skip(int(fields["sequence"])):
+                self._reordered_item(item)
         for event in events:
-            self._dispatch(leg, event, decoded.fields)
-        for reply in decoded.pattern.replies:
-            self._send(leg, reply, decoded.fields)
+            self._dispatch(leg, event, fields)
+        if pattern.replies:
+            self._reply(leg, pattern.replies, fields)
         self._sync_timers()
         return out
+
+    def _remember(self, leg: Leg, pattern: Any, fields: Mapping[str, Any]) -> None:
+        """Keep the x_ fields a message carried in its leg's template context (e.g. OpenAI's
+        item_id, Genesys' seq); an AI audio item that changes starts a new item position."""
+        ctx = self.tel_ctx if leg is self.tel else self.ai_ctx
+        for name in pattern.remember:
+            if name in fields:
+                ctx[name] = fields[name]
+        if leg is self.ai and "x_item_id" in fields and fields["x_item_id"] != self._item_id:
+            self._item_id = fields["x_item_id"]
+            self._item_start_ms = self._stream_position_ms()
+
+    def _stream_position_ms(self) -> float:
+        """Where audio queued now will sit in the stream played to the caller."""
+        pending = self._framer.pending_bytes if self._framer is not None else 0
+        per_ms = self.tel_out.bytes_per_ms
+        return self.playout.position_ms + (pending / per_ms if per_ms else 0.0)
+
+    def _reply(self, leg: Leg, replies: tuple[str, ...], fields: Mapping[str, Any]) -> None:
+        """Send a pattern's replies; they go before any close of that leg the message caused
+        (Genesys: ``closed`` answers ``close`` before the socket goes)."""
+        out = self._out
+        cut = next((i for i, a in enumerate(out) if type(a) is CloseLeg and a.leg == leg.name), None)
+        mark = len(out)
+        for reply in replies:
+            try:
+                self._send(leg, reply, fields)
+            except LocalProtocolError as exc:
+                # e.g. a truncate with no AI audio item yet: nothing to answer
+                self._note("reply.skipped", leg.name, f"reply {reply!r} not sent: {exc.message}", "debug")
+        if cut is not None and len(out) > mark:
+            moved = out[mark:]
+            del out[mark:]
+            out[cut:cut] = moved
 
     def _internal(self, leg: Leg, event: str, now: float, fields: Mapping[str, Any]) -> list[Action]:
         self.now = now
@@ -407,7 +464,8 @@ class CallSession:
         if tmpl is None:
             return False
         ctx = self.tel_ctx if leg is self.tel else self.ai_ctx
-        ctx["seq"] += 1
+        if not tmpl.binary:
+            ctx["seq"] += 1  # counts messages, not binary audio frames (Genesys numbers its JSON)
         self._out.append(Send(leg.name, tmpl.render(values, ctx), tmpl.binary))
         leg.frames_out += 1
         return True
@@ -432,10 +490,12 @@ class CallSession:
             ctx = self.ai_ctx
             tmpl = self._ai_media
             ms_per_byte = self._ai_ms_per_byte
+            binary = tmpl.binary
             for chunk in self._uplink.convert(audio):
-                ctx["seq"] += 1
+                if not binary:
+                    ctx["seq"] += 1
                 ctx["media_seq"] += 1
-                self._out.append(Send(AI, tmpl.render({"audio": chunk}, ctx), tmpl.binary))
+                self._out.append(Send(AI, tmpl.render({"audio": chunk}, ctx), binary))
                 ctx["media_timestamp"] += len(chunk) * ms_per_byte if ms_per_byte else ai.peer.opus_frame_ms
             ai.frames_out += 1
         elif ai_state not in self.ai.compiled.final:
@@ -445,6 +505,44 @@ class CallSession:
             limit = self.tel_in.frame_bytes(EARLY_AUDIO_MS) if self.tel_in.encoding != formats.OPUS else 1 << 20
             while self._early_bytes > limit and self._early:
                 self._early_bytes -= len(self._early.popleft())
+
+    def _reordered_audio(self, fields: Mapping[str, Any]) -> None:
+        reorder = self._reorder
+        assert reorder is not None
+        key = fields.get(reorder.by)
+        for item in reorder.push(int(key) if key is not None else None, fields["audio"]):
+            self._reordered_item(item)
+
+    def _reordered_item(self, item: bytes | int) -> None:
+        if type(item) is bytes:
+            self._last_caller_frame = len(item)
+            self._forward_audio(item)
+            return
+        assert isinstance(item, int)
+        reorder = self._reorder
+        assert reorder is not None
+        self._note(
+            "media.gap",
+            TELEPHONY,
+            f"caller audio {reorder.by} gap of {item} never arrived within the reorder window"
+            + ("; concealed with silence" if self.tel.peer.audio.reorder_conceal else ""),
+            "warning",
+        )
+        fmt = self.tel_in
+        if not self.tel.peer.audio.reorder_conceal or fmt.encoding == formats.OPUS:
+            return
+        silence = bytes([{formats.MULAW: 0xFF, formats.ALAW: 0xD5, formats.PCM_8_U: 0x80}.get(fmt.encoding, 0)])
+        if reorder.by == "timestamp":
+            frames, size = 1, fmt.frame_bytes(min(item, 20 * reorder.window))
+        else:
+            frames, size = min(item, reorder.window), self._last_caller_frame or fmt.frame_bytes(20)
+        for _ in range(frames):
+            self._forward_audio(silence * size)  # through the uplink converter: its state stays continuous
+
+    def _flush_reorder(self) -> None:
+        if self._reorder is not None:
+            for audio in self._reorder.flush():
+                self._forward_audio(audio)
 
     def _play_audio(self, audio: bytes) -> None:
         if self._downlink is None:
@@ -650,6 +748,16 @@ class CallSession:
 
     def _a_barge_in(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         now = self.now
+        if self._item_id is not None:
+            # The cut point within the current AI audio item: what the caller heard of it.
+            heard = self.playout.played_ms(now) - self._item_start_ms
+            self.ai_ctx["item_played_ms"] = max(0, int(round(heard)))
+            if self.playout.queued_ms <= 0 and self.playout.ahead_ms(now) <= 0 and not (
+                self._framer is not None and self._framer.pending_bytes
+            ):
+                # That item was heard to its end: nothing to truncate.
+                self.ai_ctx.pop("x_item_id", None)
+            self._item_id = None
         self.playout.clear(now, platform_flushes=self._clear_native)
         if self._downlink is not None:
             self._downlink.reset()
@@ -676,6 +784,7 @@ class CallSession:
         ai = self.ai
         if ai.state in ai.compiled.final:
             return
+        self._flush_reorder()
         reason = str(fields.get("reason") or "").upper().replace(" ", "_")
         self.hangup_reason = reason if reason in HANGUP_REASONS else "NORMAL_CLEARING"
         if ai.state in self._ai_media_states:

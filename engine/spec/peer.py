@@ -55,6 +55,10 @@ class Pattern:
     ignore: bool = False
     path: tuple[str | int, ...] = field(default=(), compare=False)
     extract: Any = field(default=None, compare=False, repr=False)  # compiled by compile_extractor
+    #: the x_ fields it extracts: remembered in the leg's template context when it arrives
+    remember: tuple[str, ...] = field(default=(), compare=False)
+    #: auto-detection evidence only (``fingerprint:``); never consulted when decoding
+    fingerprint: tuple[Condition, ...] = field(default=(), compare=False)
 
     def matches(self, message: Any, env: Mapping[str, Any]) -> bool:
         for condition in self.conditions:  # noqa: SIM110 - a plain loop beats all(<genexpr>) per frame
@@ -99,6 +103,7 @@ class AudioSpec:
     on_overrun: str
     reorder_by: str | None
     reorder_window: int
+    reorder_conceal: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +229,8 @@ class CompiledPeer:
         return self._extract(found, message, env)
 
     def _extract(self, pattern: Pattern, message: Any, env: Mapping[str, Any]) -> Decoded | None:
-        if pattern.ignore:
-            return None
+        if pattern.ignore and not (pattern.replies or pattern.remember):
+            return None  # (an ignored message with a reply, e.g. ping -> pong, still answers)
         try:
             fields = pattern.extract(message, env)
         except FieldError as exc:
@@ -363,6 +368,7 @@ class _Compiler:
             on_overrun=raw.get("on_overrun", "drop_oldest"),
             reorder_by=reorder["by"] if reorder else None,
             reorder_window=int(reorder.get("window", 5)) if reorder else 0,
+            reorder_conceal=(reorder.get("conceal", "silence") == "silence") if reorder else True,
         )
 
     # -- patterns ------------------------------------------------------------------------
@@ -429,8 +435,24 @@ class _Compiler:
             self.error((*path, "extraction_map"), f"{'/'.join(emits)} needs field {fname!r}")
         replies = raw.get("reply", ())
         replies = (replies,) if isinstance(replies, str) else tuple(replies)
+        fingerprint = []
+        for cpath, craw in raw.get("fingerprint", {}).items():
+            try:
+                fingerprint.append(compile_condition(cpath, craw))
+            except (PathSyntaxError, ValueError) as exc:
+                self.error((*path, "fingerprint", cpath), str(exc))
         return Pattern(
-            key, emits, frame, tuple(conditions), tuple(rules), replies, ignore, path, compile_extractor(tuple(rules))
+            key,
+            emits,
+            frame,
+            tuple(conditions),
+            tuple(rules),
+            replies,
+            ignore,
+            path,
+            compile_extractor(tuple(rules)),
+            remember=tuple(r.field for r in rules if r.field.startswith("x_")),
+            fingerprint=tuple(fingerprint),
         )
 
     def patterns(self, data: Mapping[str, Any]) -> list[Pattern]:
@@ -663,6 +685,8 @@ def compile_peer(
         max_text_bytes=conn_raw.get("max_text_bytes"),
     )
     _check_semantics(c, kind, data, marks, clear, templates, mapped, audio)
+    if connection.max_text_bytes is not None:
+        _check_text_sizes(c, data, templates, connection.max_text_bytes)
     websocket = None
     display = name
     ai_format = None
@@ -703,6 +727,49 @@ def compile_peer(
         _binary=tuple(p for p in patterns if p.frame == "binary"),
         patterns=tuple(patterns),
     ), []
+
+
+#: what each kind of template variable typically holds, for sizing control messages
+_TYPICAL_TEXT = "x" * 16
+_TYPICAL_ID = "0b3c5e6a-1d2f-4a8b-9c0d-e1f2a3b4c5d6"  # platform ids are UUID-sized
+
+
+def _typical(var: str) -> Any:
+    if var == "mark":
+        return "cb1234"  # callbridge's wire names for marks: cb1, cb2, ...
+    if var in ("digit",):
+        return "5"
+    if var in ("reason", "mark_status"):
+        return "NORMAL_CLEARING"
+    if var.endswith("_id") or var in ("stream_id", "call_id", "platform_call_id", "bridge_call_id"):
+        return _TYPICAL_ID
+    if var in ("seq", "media_seq", "sequence", "chunk", "timestamp", "duration", "played_ms", "item_played_ms",
+               "media_timestamp", "sample_rate", "out_sample_rate", "ai_sample_rate", "agent_id", "outlet_id"):
+        return 123456
+    if var in ("caller_number", "callee_number", "from", "to", "virtual_number", "caller_id"):
+        return "+919876543210"
+    return _TYPICAL_TEXT
+
+
+def _check_text_sizes(c: _Compiler, data: Mapping[str, Any], templates: Mapping[str, Template], limit: int) -> None:
+    """Every JSON control message, rendered with typical values, must fit ``max_text_bytes``
+    (Asterisk ignores longer control text). Templates carrying audio are media, not control."""
+    outgoing = data.get("events", {}).get("outgoing", {})
+    for name, template in templates.items():
+        if template.binary or "audio" in template.variables:
+            continue
+        values = {var: _typical(var) for var in template.variables}
+        try:
+            size = len(template.render(values, {}))
+        except Exception:  # noqa: BLE001 - a template that cannot render is reported elsewhere
+            continue
+        if size > limit:
+            path: JsonPath = ("events", "outgoing", name) if name in outgoing else ("connection", "max_text_bytes")
+            c.error(
+                path,
+                f"message {name!r} renders to {size} bytes with typical values, over "
+                f"connection.max_text_bytes {limit} (the peer ignores longer control messages)",
+            )
 
 
 def _check_semantics(

@@ -57,9 +57,27 @@ def _put(message: dict[str, Any], steps: tuple[str | int, ...], value: Any) -> N
         node[last] = value
 
 
+def _placeholder(peer: CompiledPeer, pattern: Pattern, path: str, values: Mapping[str, Any]) -> Any:
+    """A value for a path that must merely be present: the value of the field read there when
+    the caller gave one, else something of the right kind (the spec's own audio defaults)."""
+    for rule in pattern.rules:
+        if rule.paths and rule.paths[0] == path:
+            if rule.field in values:
+                return _wire(values[rule.field], rule.mapping)
+            fmt = peer.audio.inbound
+            if rule.field == "sample_rate":
+                return fmt.sample_rate
+            if rule.field == "channels":
+                return fmt.channels
+            break
+    return values.get(path.rsplit(".", 1)[-1], "x")
+
+
 def _wire(value: Any, mapping: Mapping[Any, Any] | None) -> Any:
     if mapping:
-        reverse = {v: k for k, v in mapping.items()}
+        reverse: dict[Any, Any] = {}
+        for key, mapped in mapping.items():
+            reverse.setdefault(mapped, key)  # the first spelling that maps to it
         value = reverse.get(value, value)
     if isinstance(value, bytes | bytearray):
         return b2a_base64(bytes(value), newline=False).decode()
@@ -87,7 +105,7 @@ def build_incoming(
         elif condition.op == "in":
             _put(message, steps, sorted(condition.arg, key=str)[0])
         elif condition.op == "present":
-            _put(message, steps, values.get(str(steps[-1]), "x"))
+            _put(message, steps, _placeholder(peer, pattern, condition.path, values))
         elif condition.op == "prefix":
             _put(message, steps, condition.arg + "x")
     for rule in pattern.rules:

@@ -57,10 +57,18 @@ def _encode(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def _as_str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is float and value.is_integer():
+        return str(int(value))  # counters kept as floats (media_timestamp) read as "120", not "120.0"
+    return str(value)
+
+
 _CONVERT: dict[str | None, Callable[[Any], Any]] = {
     None: lambda v: v,
-    "str": lambda v: v if type(v) is str else str(v),
-    "int": int,
+    "str": _as_str,
+    "int": lambda v: int(round(v)) if type(v) is float else int(v),
     "float": float,
 }
 

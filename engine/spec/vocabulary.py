@@ -79,6 +79,7 @@ CONTEXT_VARIABLES: dict[str, str] = {
     "media_seq": "counter of media messages callbridge sent on this leg, from 1",
     "media_timestamp": "ms of audio callbridge sent on this leg before this message",
     "played_ms": "ms of AI audio the caller has actually heard",
+    "item_played_ms": "ms of the current AI audio item (its x_item_id) the caller heard; set at barge-in",
 }
 
 #: the adapter guide's mandatory-event checklist, in its own category names

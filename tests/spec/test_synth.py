@@ -63,6 +63,9 @@ def test_round_trip(specs: SpecSet, kind: str, name: str) -> None:
         "out_encoding": "MULAW",
         "out_sample_rate": 8000,
     }
+    # Variables a platform's own messages provide (start's encoding, Genesys' clientseq, ...).
+    context |= {"encoding": "audio/x-mulaw", "sample_rate": 8000, "x_clientseq": 3, "x_item_id": "item_1",
+                "item_played_ms": 120}
     for template_name, template in peer.templates.items():
         rendered = template.render(SAMPLE, context)
         found = read_outgoing(peer, rendered if template.binary else rendered.decode())
