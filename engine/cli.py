@@ -1,7 +1,8 @@
 """The ``callbridge`` command (also ``python -m engine``).
 
-Subcommands: ``check``, ``diagram``, ``replay`` (protocol designers); ``serve`` (the bridge
-server) and ``call`` (a simulated phone call against it).
+Subcommands: ``check``, ``diagram``, ``replay`` (protocol designers); ``conformance`` (the
+lifecycle suite on one spec, for integrators); ``serve`` (the bridge server) and ``call`` (a
+simulated phone call against it).
 Every failure prints one located line per problem and exits non-zero; never a traceback.
 """
 
@@ -99,6 +100,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from engine.conformance import check_files
+
+    reports = check_files(args.paths, _load(args), partner=args.partner)
+    print("\n\n".join(report.text() for report in reports))
+    return 0 if all(report.ok for report in reports) else 1
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from engine.io.server import serve_main
 
@@ -133,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="one JSON object per step")
     rep.add_argument("file", help="transcript, JSON Lines")
     rep.set_defaults(func=_cmd_replay)
+
+    conf = sub.add_parser(
+        "conformance", help="run the lifecycle suite on a platform or AI provider spec; PASS/FAIL per checklist line"
+    )
+    conf.add_argument("paths", nargs="+", help="spec files (providers/*.yaml or ai_providers/*.yaml)")
+    conf.add_argument(
+        "--partner",
+        help="the other side the kit plays: an AI spec for a platform (default: default), "
+        "a platform spec for an AI spec (default: twilio)",
+    )
+    conf.set_defaults(func=_cmd_conformance)
 
     serve = sub.add_parser("serve", help="run the bridge server")
     serve.add_argument("--config", help="config file (YAML)")

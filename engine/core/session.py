@@ -277,7 +277,11 @@ class CallSession:
                 self._note("timer." + name, leg.name, timer.reason, "warning")
                 self._dispatch(leg, "timeout", {"reason": timer.reason, "close_code": timer.close_code})
         if self._downlink is not None:
-            self._pump()
+            try:
+                self._pump()
+            except CallbridgeError as exc:  # e.g. a template needing a value this call lacks
+                self.playout.clear(now, platform_flushes=False)
+                self._note("error.playout", TELEPHONY, str(exc), "error")
         self._sync_timers()
         return out
 
@@ -751,7 +755,7 @@ class CallSession:
         if self._item_id is not None:
             # The cut point within the current AI audio item: what the caller heard of it.
             heard = self.playout.played_ms(now) - self._item_start_ms
-            self.ai_ctx["item_played_ms"] = max(0, int(round(heard)))
+            self.ai_ctx["item_played_ms"] = max(0, round(heard))
             if self.playout.queued_ms <= 0 and self.playout.ahead_ms(now) <= 0 and not (
                 self._framer is not None and self._framer.pending_bytes
             ):

@@ -761,7 +761,7 @@ def _check_text_sizes(c: _Compiler, data: Mapping[str, Any], templates: Mapping[
         values = {var: _typical(var) for var in template.variables}
         try:
             size = len(template.render(values, {}))
-        except Exception:  # noqa: BLE001 - a template that cannot render is reported elsewhere
+        except Exception:
             continue
         if size > limit:
             path: JsonPath = ("events", "outgoing", name) if name in outgoing else ("connection", "max_text_bytes")

@@ -68,7 +68,7 @@ def _as_str(value: Any) -> str:
 _CONVERT: dict[str | None, Callable[[Any], Any]] = {
     None: lambda v: v,
     "str": _as_str,
-    "int": lambda v: int(round(v)) if type(v) is float else int(v),
+    "int": lambda v: round(v) if type(v) is float else int(v),
     "float": float,
 }
 
@@ -100,7 +100,7 @@ class Template:
                 raise TemplateSyntaxError((), "internal: placeholder order mismatch")
         self._slots = tuple(slots)
         self.has_optional = any(s.optional for s in slots)
-        self.variables = frozenset(s.name for s in slots) | frozenset(
+        self.variables = frozenset(s.name for s in slots if s.fmt is None) | frozenset(
             m.group(1) for s in slots if s.fmt for m in _INNER.finditer(s.fmt)
         )
 
