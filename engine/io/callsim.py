@@ -132,6 +132,7 @@ class CallReport:
     unknown: list[str] = field(default_factory=list)
     stream_ids: set[str] = field(default_factory=set)  # as the server's media messages carried them
     timeline: list[str] = field(default_factory=list)  # media | mark | clear, in arrival order
+    heard_ms_at_clear: list[float] = field(default_factory=list)  # audio the caller had heard at each clear
 
     @property
     def clean(self) -> bool:
@@ -186,6 +187,7 @@ class CallSim:
         )
         self._pieces: list[bytes] = []
         self._play_end = 0.0
+        self._received_s = 0.0
         self._pending_marks: list[tuple[str, asyncio.TimerHandle]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -287,7 +289,8 @@ class CallSim:
         first_sent = 0.0
         try:
             await self._send(ws, "connected")
-            await self._send(ws, "start")
+            if not any("connected" in p.emits and "start" in p.emits for p in self.peer.patterns):
+                await self._send(ws, "start")  # (else the handshake was the start: Plivo, Vonage, ...)
             plan: list[tuple[str, Any]] = [("media", f) for f in frames]
             plan += [("dtmf", d) for d in self.dtmf]
             plan += [("media", f) for f in tail]
@@ -313,7 +316,10 @@ class CallSim:
                     await self._send(ws, "dtmf", digit=payload, duration=100)
                 if self.progress and index % 10 == 0:
                     _progress(index + 1, total, report)
-            await self._send(ws, "stop", reason="NORMAL_CLEARING")
+            if "stop" in self.peer.mapped_events:
+                await self._send(ws, "stop", reason="NORMAL_CLEARING")
+            else:
+                await ws.close(1000, "caller hung up")  # the platform has no stop: hanging up closes
         except websockets.exceptions.ConnectionClosed:
             pass  # the server hung up first: that is a result, not an error
         try:
@@ -351,6 +357,7 @@ class CallSim:
                 if name == "media" and "audio" in values:
                     audio = values["audio"]
                     report.frames_received += 1
+                    self._received_s += self._duration(audio)
                     if report.first_audio_s is None:
                         report.first_audio_s = now - started
                     self._pieces.append(audio)
@@ -359,6 +366,8 @@ class CallSim:
                     self._schedule_mark(ws, loop, str(values["mark"]), max(self._play_end, now))
                 elif name == "clear":
                     report.clears += 1
+                    ahead = max(0.0, self._play_end - now)
+                    report.heard_ms_at_clear.append((self._received_s - ahead) * 1000.0)
                     self._play_end = now  # unplayed audio is gone
                     for mark, handle in self._pending_marks:
                         handle.cancel()
