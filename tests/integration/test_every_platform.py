@@ -100,8 +100,9 @@ class OpenAIRealtimeServer:
         await self.server.wait_closed()
 
     async def handler(self, ws: ServerConnection) -> None:
-        await ws.send(self.event("session.created", session={"id": "sess_test", "object": "realtime.session"}),
-                      text=True)
+        await ws.send(
+            self.event("session.created", session={"id": "sess_test", "object": "realtime.session"}), text=True
+        )
         speaker: asyncio.Task[None] | None = None
         try:
             async for raw in ws:
@@ -112,9 +113,15 @@ class OpenAIRealtimeServer:
                     await ws.send(self.event("session.updated", session=message["session"]), text=True)
                     speaker = asyncio.get_running_loop().create_task(self.speak(ws))
                 elif kind == "conversation.item.truncate":
-                    await ws.send(self.event("conversation.item.truncated", item_id=message["item_id"],
-                                             content_index=message["content_index"],
-                                             audio_end_ms=message["audio_end_ms"]), text=True)
+                    await ws.send(
+                        self.event(
+                            "conversation.item.truncated",
+                            item_id=message["item_id"],
+                            content_index=message["content_index"],
+                            audio_end_ms=message["audio_end_ms"],
+                        ),
+                        text=True,
+                    )
         except ConnectionClosed:
             pass
         finally:
@@ -126,12 +133,21 @@ class OpenAIRealtimeServer:
         t0 = loop.time()
         for index, (item_id, audio) in enumerate(self.items):
             for frame in pcm16_frames(audio, 24000, 100):
-                await ws.send(self.event("response.output_audio.delta", response_id="resp_1", item_id=item_id,
-                                         output_index=index, content_index=0,
-                                         delta=base64.b64encode(frame).decode()), text=True)
+                await ws.send(
+                    self.event(
+                        "response.output_audio.delta",
+                        response_id="resp_1",
+                        item_id=item_id,
+                        output_index=index,
+                        content_index=0,
+                        delta=base64.b64encode(frame).decode(),
+                    ),
+                    text=True,
+                )
         await asyncio.sleep(max(0.0, t0 + self.barge_in_after_s - loop.time()))
-        await ws.send(self.event("input_audio_buffer.speech_started", audio_start_ms=1200, item_id="item_user_2"),
-                      text=True)
+        await ws.send(
+            self.event("input_audio_buffer.speech_started", audio_start_ms=1200, item_id="item_user_2"), text=True
+        )
 
 
 def test_openai_realtime_barge_in_truncates_at_the_heard_position(specs: SpecSet) -> None:
