@@ -36,7 +36,7 @@ from engine.core.playout import CLEARED, PLAYED, Mark, MarkLedger, Playout
 from engine.core.reorder import Reorder
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
-from engine.errors import CallbridgeError, LocalProtocolError, RemoteProtocolError
+from engine.errors import CallbridgeError, LocalProtocolError, RemoteProtocolError, UsageError
 from engine.spec import vocabulary as vocab
 from engine.spec.loader import SpecSet
 from engine.spec.peer import CompiledPeer
@@ -226,19 +226,50 @@ class CallSession:
         return self._internal(self.ai, "opened", now, {})
 
     def ai_failed(self, now: float, reason: str = "") -> list[Action]:
-        self._note(
-            "ai.connect_failed",
-            AI,
-            f"AI provider unreachable: {reason}" if reason else "AI provider unreachable",
-            "warning",
-        )
-        return self._internal(self.ai, "failed", now, {"reason": reason})
+        out = self._internal(self.ai, "failed", now, {"reason": reason})
+        message = f"AI provider unreachable: {reason}" if reason else "AI provider unreachable"
+        out.insert(0, Notice("ai.connect_failed", AI, message, "warning", {}))
+        return out
 
     def ai_closed(self, now: float, code: int | None = None) -> list[Action]:
         return self._internal(self.ai, "closed", now, {"close_code": code})
 
     def telephony_closed(self, now: float, code: int | None = None) -> list[Action]:
         return self._internal(self.tel, "closed", now, {"close_code": code})
+
+    def hang_up(self, now: float, reason: str = "NORMAL_CLEARING") -> list[Action]:
+        """End the call from callbridge's side (drain, idle timeout, an operator): the AI gets
+        its hangup with ``reason``, the platform its own hangup message (where its spec has one)
+        and a close with the spec's code."""
+        self.now = now
+        out = self._out = []
+        self._run_action("hangup_ai", self.ai, Payload("hangup", {"reason": reason}))
+        self._run_action("hangup_telephony", self.tel, Payload("hangup", {"reason": reason}))
+        self._sync_timers()
+        return out
+
+    def retarget_ai(self, target: AITarget) -> None:
+        """Point a call whose AI leg has not opened yet at another AI provider (a fallback).
+
+        The next ``OpenLeg`` is the adapter's to make; audio formats, templates and the start
+        message follow the new provider's spec. Refused once the AI leg is up or gone.
+        """
+        ai = self.ai
+        if ai.state in self._ai_media_states or ai.state in ai.compiled.final:
+            raise UsageError(f"cannot retarget the AI leg in state {ai.state}: only before it opens")
+        self.ai_target = target
+        ai.peer = target.peer
+        self.ai_format = target.peer.audio.inbound
+        if self._uplink is not None:  # the call has started: rebuild its audio path and context
+            self._uplink = make_converter(self.tel_in, self.ai_format, call_id=self.call_id, leg=AI)
+            self._downlink = make_converter(self.ai_format, self.tel_out, call_id=self.call_id, leg=TELEPHONY)
+            self._ai_media = target.peer.templates["media"]
+            self._ai_ms_per_byte = 1.0 / self.ai_format.bytes_per_ms if self.ai_format.bytes_per_ms else 0.0
+            for ctx in (self.tel_ctx, self.ai_ctx):
+                ctx["ai_encoding"] = target.peer.ai_format_name
+                ctx["ai_sample_rate"] = self.ai_format.sample_rate
+            self.ai_ctx["out_encoding"] = self.ai_format.encoding
+            self.ai_ctx["out_sample_rate"] = self.ai_format.sample_rate
 
     def receive_event(self, leg: str, event: str, fields: Mapping[str, Any], now: float) -> list[Action]:
         """Feed a canonical event directly, as if a peer message had decoded to it (conformance
@@ -802,16 +833,22 @@ class CallSession:
         if tel.state in tel.compiled.final or tel.close_sent:
             return
         hangup = tel.peer.hangup
-        if hangup.send is not None and not tel.close_sent:
-            self._send(tel, hangup.send, {"reason": fields.get("reason") or "NORMAL_CLEARING"})
-        if isinstance(tel.compiled.table[(tel.state, "hangup_sent")], Transition):
-            self._dispatch(tel, "hangup_sent", dict(fields))
+        reason = fields.get("reason") or "NORMAL_CLEARING"
+        if hangup.send is not None:
+            self._send(tel, hangup.send, {"reason": reason})
+        # The platform gets its own close code, whatever ended the other leg (an AI's 1011 is
+        # the AI's business, not the caller's).
         self._close(tel, hangup.close_code, hangup.close_reason)
+        if isinstance(tel.compiled.table[(tel.state, "hangup_sent")], Transition):
+            self._dispatch(tel, "hangup_sent", {"reason": reason})
 
     def _a_close_telephony(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         hangup = self.tel.peer.hangup
-        code = fields.get("close_code") or hangup.close_code
-        self._close(self.tel, int(code), str(fields.get("reason") or hangup.close_reason))
+        # A timer or policy that closes brings its own code and reason; otherwise the spec's.
+        if fields.get("close_code"):
+            self._close(self.tel, int(fields["close_code"]), str(fields.get("reason") or hangup.close_reason))
+        else:
+            self._close(self.tel, hangup.close_code, hangup.close_reason)
 
     def _a_close_ai(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         code = fields.get("close_code") or self.ai.peer.hangup.close_code

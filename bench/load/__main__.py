@@ -1,0 +1,346 @@
+"""The load test: ``python -m bench.load`` (``make bench`` runs it and writes the report).
+
+For each target (callbridge, the bare relay, the straightforward transcoding relay) it starts
+the server and a separate AI-peer process, then ramps the number C of concurrent Twilio-format
+calls driven from a third process, until the p99 added latency passes 20 ms in either direction
+or a frame is lost. Each step measures latency per direction (p50/p95/p99/max), frames lost,
+duplicated and late, server CPU seconds per call-second, RSS per call and downlink pacing
+jitter. A barge-in scenario (the AI talks in bursts and sends ``clear``) measures the clear's
+latency and any stale audio after it. Results go to ``bench/results/load.json``; ``bench/report.py``
+turns them into ``bench/results/report.md`` with plots.
+
+Every loop is bounded in time and count, and everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from bench.load import analysis
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+TARGETS = ("callbridge", "bare", "naive")
+QUIET_MS = 600
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready_line(proc: subprocess.Popen[str], word: str, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{word} exited early ({proc.returncode})")
+            continue
+        if line.startswith(word):
+            return int(line.split()[-1])
+    raise RuntimeError(f"{word} did not become ready")
+
+
+def start_ai_peer(mode: str, record: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [PY, "-m", "bench.load.ai_peer", "--mode", mode, "--record", str(record), "--quiet-ms", str(QUIET_MS)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return proc, _ready_line(proc, "ai_peer ready")
+
+
+def start_target(target: str, ai_port: int, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+    ai_url = f"ws://127.0.0.1:{ai_port}"
+    if target == "callbridge":
+        port = free_port()
+        config = workdir / "callbridge.yaml"
+        config.write_text(
+            f"listen: {{host: 127.0.0.1, port: {port}}}\nspecs: {ROOT / 'specs'}\nlog: {{level: warning}}\n"
+            f"limits: {{max_calls: 5000}}\nroutes:\n  - ai: default\n    url: {ai_url}\n"
+        )
+        proc = subprocess.Popen(
+            [str(Path(PY).parent / "callbridge"), "serve", "--config", str(config)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "server.log").open("w"),
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        ready = f"http://127.0.0.1:{port}/readyz"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=1) as response:
+                if response.status == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"callbridge serve exited: see {workdir / 'server.log'}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("callbridge serve never became ready")
+    else:
+        proc = subprocess.Popen(
+            [PY, "-m", "bench.load.relays", target, "--ai", ai_url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        port = _ready_line(proc, "relay ready")
+    return proc, f"ws://127.0.0.1:{port}/ws-adapter/twilio/inbound/1/1/+14155550100?caller_id=%2B14155550123"
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def run_step(
+    target: str,
+    server: subprocess.Popen[str],
+    url: str,
+    ai_record: Path,
+    calls: int,
+    seconds: float,
+    run_id: str,
+    workdir: Path,
+    ai_bytes_per_frame: int,
+    bargein: bool,
+) -> dict[str, Any]:
+    """One step: C calls for ``seconds``, with CPU and memory sampled over the steady window."""
+    proc = psutil.Process(server.pid)
+    rss_idle = proc.memory_info().rss
+    record = workdir / f"gen-{run_id}.jsonl"
+    ramp = min(2.0, 0.01 * calls + 0.3)
+    gen = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "bench.load.callgen",
+            "--url",
+            url,
+            "--calls",
+            str(calls),
+            "--seconds",
+            str(seconds),
+            "--ramp",
+            str(ramp),
+            "--run",
+            run_id,
+            "--record",
+            str(record),
+        ],
+        cwd=ROOT,
+    )
+    started = time.monotonic()
+    warm = ramp + 1.0
+    window = max(1.0, seconds - warm - 0.5)
+    time.sleep(0.2 + warm)
+    cpu0 = proc.cpu_times()
+    t0 = time.monotonic()
+    time.sleep(window / 2)
+    rss_peak = proc.memory_info().rss
+    time.sleep(window / 2)
+    cpu1 = proc.cpu_times()
+    t1 = time.monotonic()
+    gen.wait(timeout=seconds + 60)
+    time.sleep(1.0)  # let the AI peer write its per-call lines
+    cpu_cores = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / (t1 - t0)
+    gens = {row["call"]: row for row in read_lines(record)}
+    ais = {row["call"]: row for row in read_lines(ai_record) if row["call"] in gens}
+    up, down = analysis.Direction(), analysis.Direction()
+    jitter: list[float] = []
+    clear_ms: list[float] = []
+    stale = 0
+    failed = sum(1 for row in gens.values() if row["error"] or row["call"] not in ais)
+    lo, hi = started + warm + 0.2, started + seconds - 0.3
+    for call, row in gens.items():
+        ai = ais.get(call)
+        if ai is None:
+            continue
+        analysis.match(row["sent"], ai["recv"], ai_bytes_per_frame, (lo, hi), up)
+        if not bargein:
+            ai_sent_frames = _frame_times(ai["sent"], ai_bytes_per_frame)
+            analysis.match(ai_sent_frames, row["recv"], 160, (lo, hi), down)
+            jitter.extend(analysis.jitter_ms(row["recv"], (lo, hi)))
+        else:
+            latencies, stale_here = analysis.bargein(row, ai, QUIET_MS / 1000.0)
+            clear_ms.extend(latencies)
+            stale += stale_here
+    out: dict[str, Any] = {
+        "target": target,
+        "calls": calls,
+        "seconds": seconds,
+        "failed_calls": failed,
+        "server_cpu_cores": cpu_cores,
+        "cpu_s_per_call_s": cpu_cores / calls,
+        "rss_idle_mib": rss_idle / 2**20,
+        "rss_peak_mib": rss_peak / 2**20,
+        "rss_per_call_mib": max(0.0, (rss_peak - rss_idle) / 2**20 / calls),
+        "up": {
+            **up.percentiles(),
+            "lost": up.lost,
+            "duplicated": up.duplicated,
+            "late": up.late,
+            "frames": up.sent_frames,
+        },
+    }
+    if bargein:
+        out["bargein"] = {
+            "clears": len(clear_ms),
+            "stale_frames": stale,
+            "p50_ms": statistics.median(clear_ms) if clear_ms else None,
+            "p99_ms": sorted(clear_ms)[int(0.99 * (len(clear_ms) - 1))] if clear_ms else None,
+            "max_ms": max(clear_ms) if clear_ms else None,
+        }
+    else:
+        out["down"] = {
+            **down.percentiles(),
+            "lost": down.lost,
+            "duplicated": down.duplicated,
+            "late": down.late,
+            "frames": down.sent_frames,
+        }
+        out["jitter_p99_ms"] = sorted(jitter)[int(0.99 * (len(jitter) - 1))] if jitter else None
+    with contextlib.suppress(OSError):
+        record.unlink()
+    return out
+
+
+def _frame_times(sent: list[list[float]], bytes_per_frame: int) -> list[float]:
+    """One send time per 20 ms of audio the AI sent (a message may carry several frames)."""
+    times: list[float] = []
+    carry = 0.0
+    for t, size in sent:
+        carry += size / bytes_per_frame
+        while carry >= 1.0 - 1e-6:
+            times.append(t)
+            carry -= 1.0
+    return times
+
+
+def within_limit(step: dict[str, Any]) -> bool:
+    up_ok = step["up"]["p99"] <= 20.0 and step["up"]["lost"] == 0
+    down = step.get("down")
+    down_ok = down is None or (down["p99"] <= 20.0 and down["lost"] == 0)
+    return bool(up_ok and down_ok and step["failed_calls"] == 0)
+
+
+def ramp(target: str, steps: list[int], seconds: float, repeats: int, workdir: Path) -> list[dict[str, Any]]:
+    results = []
+    ai_record = workdir / f"ai-{target}.jsonl"
+    ai_proc, ai_port = start_ai_peer("echo", ai_record)
+    server, url = start_target(target, ai_port, workdir)
+    ai_bytes = 160 if target == "bare" else 960
+    try:
+        # warm-up: a few calls so JIT, caches and the event loop are warm before measuring
+        run_step(target, server, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
+        for calls in steps:
+            runs = [
+                run_step(target, server, url, ai_record, calls, seconds, f"{calls:04d}{r}", workdir, ai_bytes, False)
+                for r in range(repeats)
+            ]
+            step = median_step(runs)
+            results.append(step)
+            print(
+                f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
+                f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
+                f"rss/call {step['rss_per_call_mib']:.3f} MiB",
+                flush=True,
+            )
+            if not within_limit(step):
+                break
+    finally:
+        stop(server)
+        stop(ai_proc)
+    return results
+
+
+def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    ai_record = workdir / f"ai-agent-{target}.jsonl"
+    ai_proc, ai_port = start_ai_peer("agent", ai_record)
+    server, url = start_target(target, ai_port, workdir)
+    try:
+        step = run_step(
+            target, server, url, ai_record, calls, seconds, "barge", workdir, 160 if target == "bare" else 960, True
+        )
+    finally:
+        stop(server)
+        stop(ai_proc)
+    print(f"[{target}] barge-in at C={calls}: {step['bargein']}", flush=True)
+    return step
+
+
+def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median up-link p99 stands for the step (its figures stay consistent)."""
+    ordered = sorted(runs, key=lambda r: (r["up"]["p99"], r.get("down", {}).get("p99", 0)))
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["repeats"] = len(runs)
+    chosen["up_p99_all"] = [r["up"]["p99"] for r in runs]
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="callbridge load test against two baselines")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--steps", default="25,50,100,150,200,300,400")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bargein-calls", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="short steps, one repeat (a smoke run)")
+    parser.add_argument("--out", default=str(RESULTS / "load.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.seconds, args.repeats, args.bargein_calls = "10,25,50", 5.0, 1, 10
+    steps = [int(s) for s in args.steps.split(",")]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "steps": steps,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "targets": {},
+        "bargein": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="cb-load-") as tmp:
+        workdir = Path(tmp)
+        for target in args.targets.split(","):
+            report["targets"][target] = ramp(target, steps, args.seconds, args.repeats, workdir)
+            report["bargein"][target] = bargein_scenario(target, args.bargein_calls, max(6.0, args.seconds), workdir)
+        if "callbridge" in args.targets:
+            with contextlib.suppress(Exception):
+                report["server_log_tail"] = (workdir / "server.log").read_text()[-2000:]
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

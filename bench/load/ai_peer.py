@@ -1,0 +1,144 @@
+"""The AI provider side of the load test: a seed-000 WebSocket server in its own process.
+
+Modes (``--mode``):
+
+``echo``   plays each caller frame straight back (seed-000 ``media``; a raw message is
+           echoed as it came, for the bare relay baseline, which forwards untouched)
+``agent``  talks like a voice agent: after ``start`` it sends 2 s utterances in bursts, much
+           faster than real time, pauses, and on a "barge-in" (a random point while the caller
+           still hears the utterance) sends ``clear``, then stays silent for ``--quiet-ms`` before
+           the next utterance, so any audio reaching the caller in that window is stale.
+
+Every media message received and sent is timestamped with ``time.monotonic()`` (one system-wide
+clock, so the call generator's timestamps compare directly); at each call's end one JSON line is
+appended to ``--record``: ``{"call": ..., "recv": [...], "sent": [...], "clears": [...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from base64 import b64encode
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.server import ServerConnection, serve
+
+FRAME_24K = 960  # bytes of 20 ms pcm16 at 24 kHz
+
+
+def utterance(seconds: float, rate: int = 24000, freq: float = 330.0) -> list[str]:
+    """A speech-like tone burst split into 20 ms base64 frames (pcm16 at ``rate``)."""
+    import numpy as np
+
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t)  # syllable-rate modulation
+    signal_ = (6000 * envelope * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes()
+    step = rate // 50 * 2
+    return [b64encode(signal_[i : i + step]).decode() for i in range(0, len(signal_), step)]
+
+
+class Peer:
+    def __init__(self, mode: str, record: Path, quiet_ms: int, seed: int) -> None:
+        self.mode = mode
+        self.record = record
+        self.quiet = quiet_ms / 1000.0
+        self.random = random.Random(seed)
+        self.frames = utterance(2.0)
+        self._out = record.open("ab")
+
+    async def handle(self, ws: ServerConnection) -> None:
+        call = "?"
+        recv: list[list[float]] = []  # [time, payload bytes]
+        sent: list[list[float]] = []
+        clears: list[float] = []
+        raw = False
+        agent: asyncio.Task[None] | None = None
+        try:
+            async for message in ws:
+                now = time.monotonic()
+                try:
+                    data = orjson.loads(message)
+                except orjson.JSONDecodeError:
+                    continue
+                event = data.get("event")
+                if event == "media":
+                    payload = data["media"]["payload"]
+                    size = len(payload) * 3 // 4 - payload.count("=", -2)
+                    recv.append([now, size])
+                    if self.mode == "echo":
+                        if raw:
+                            await ws.send(message)
+                        else:
+                            await ws.send(
+                                b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', text=True
+                            )
+                        sent.append([time.monotonic(), size])
+                elif event == "start":
+                    start = data.get("start", {})
+                    # seed 000: otherLegCallId is the platform's call id; raw Twilio: start.callSid.
+                    call = start.get("otherLegCallId") or start.get("callSid") or "?"
+                    raw = "callSid" in start
+                    if self.mode == "agent":
+                        agent = asyncio.create_task(self.talk(ws, sent, clears))
+                elif event in ("hangup", "stop"):
+                    break
+        except Exception:
+            pass
+        finally:
+            if agent is not None:
+                agent.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await agent
+            self._out.write(orjson.dumps({"call": call, "recv": recv, "sent": sent, "clears": clears}) + b"\n")
+            self._out.flush()
+
+    async def talk(self, ws: ServerConnection, sent: list[list[float]], clears: list[float]) -> None:
+        """Utterances in bursts, a barge-in in each, then a quiet window."""
+        await asyncio.sleep(0.2 + self.random.random() * 0.5)
+        while True:
+            for payload in self.frames:
+                await ws.send(b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', text=True)
+                sent.append([time.monotonic(), FRAME_24K])
+            # The caller "interrupts" while the platform is still playing this utterance.
+            await asyncio.sleep(0.3 + self.random.random() * 1.2)
+            await ws.send(b'{"event":"clear"}', text=True)
+            clears.append(time.monotonic())
+            await asyncio.sleep(self.quiet)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    peer = Peer(args.mode, Path(args.record), args.quiet_ms, args.seed)
+    stop = asyncio.get_running_loop().create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+    async with serve(peer.handle, args.host, args.port, compression=None, max_size=None, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1] if hasattr(server, "sockets") else args.port
+        print(f"ai_peer ready {port}", flush=True)
+        await stop
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mode", choices=("echo", "agent"), default="echo")
+    parser.add_argument("--record", required=True)
+    parser.add_argument("--quiet-ms", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.run(main_async(args))
+    except ImportError:
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The platform side of the load test: C concurrent Twilio-format calls from one process.
+
+Each call connects to ``--url``, sends Twilio's ``connected`` and ``start`` (its ``callSid``
+identifies the call to the AI peer), then one 20 ms mu-law ``media`` frame per 20 ms on absolute
+deadlines (so timer lateness does not accumulate) from speech audio, and finally ``stop``.
+Everything is timestamped with ``time.monotonic()``: frames sent, media frames received, and
+``clear`` messages received. One JSON line per call goes to ``--record``.
+
+Bounded: every call ends after ``--seconds`` (plus a short close), whatever the server does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import time
+import warnings
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.client import connect
+
+from bench.load.speech import speech
+
+with warnings.catch_warnings():  # bench only, as peers do; removed from Python 3.13
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+
+def frames_from_speech() -> tuple[list[str], str]:
+    samples, source = speech(8000)
+    ulaw = audioop.lin2ulaw(samples.tobytes(), 2)
+    return [base64.b64encode(ulaw[i : i + 160]).decode() for i in range(0, len(ulaw) - 159, 160)], source
+
+
+async def one_call(
+    url: str, index: int, run: str, frames: list[str], start_at: float, seconds: float, out: list[dict]
+) -> None:
+    call = f"CA{run}{index:08d}"
+    stream = f"MZ{run}{index:08d}"
+    sent: list[float] = []
+    recv: list[list[float]] = []  # [time, payload bytes]
+    clears: list[float] = []
+    error = ""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, start_at - loop.time()))
+    try:
+        async with connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=10) as ws:
+
+            async def receive() -> None:
+                async for message in ws:
+                    now = time.monotonic()
+                    text = message if isinstance(message, str) else message.decode()
+                    if '"media"' in text:
+                        payload = orjson.loads(text)["media"]["payload"]
+                        recv.append([now, len(payload) * 3 // 4 - payload.count("=", -2)])
+                    elif '"clear"' in text:
+                        clears.append(now)
+
+            reader = asyncio.create_task(receive())
+            await ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
+            await ws.send(
+                orjson.dumps(
+                    {
+                        "event": "start",
+                        "sequenceNumber": "1",
+                        "streamSid": stream,
+                        "start": {
+                            "accountSid": "ACbench",
+                            "streamSid": stream,
+                            "callSid": call,
+                            "tracks": ["inbound"],
+                            "customParameters": {},
+                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                        },
+                    }
+                ).decode()
+            )
+            count = int(seconds * 50)
+            begin = loop.time()
+            for k in range(count):
+                deadline = begin + k * 0.02
+                delay = deadline - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                payload = frames[k % len(frames)]
+                await ws.send(
+                    f'{{"event":"media","sequenceNumber":"{k + 2}","media":{{"track":"inbound","chunk":"{k + 1}",'
+                    f'"timestamp":"{k * 20}","payload":"{payload}"}},"streamSid":"{stream}"}}'
+                )
+                sent.append(time.monotonic())
+            await ws.send(
+                f'{{"event":"stop","sequenceNumber":"{count + 2}","stop":{{"accountSid":"ACbench",'
+                f'"callSid":"{call}"}},"streamSid":"{stream}"}}'
+            )
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(reader, timeout=2.0)
+            reader.cancel()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    out.append({"call": call, "sent": sent, "recv": recv, "clears": clears, "error": error})
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    frames, source = frames_from_speech()
+    out: list[dict] = []
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.2
+    tasks = [
+        one_call(args.url, i, args.run, frames, t0 + args.ramp * i / max(1, args.calls), args.seconds, out)
+        for i in range(args.calls)
+    ]
+    await asyncio.gather(*tasks)
+    with Path(args.record).open("wb") as fh:
+        for row in out:
+            fh.write(orjson.dumps({**row, "audio_source": source}) + b"\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which calls start")
+    parser.add_argument("--run", default="0000")
+    parser.add_argument("--record", required=True)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.run(main_async(args))
+    except ImportError:
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
