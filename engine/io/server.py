@@ -30,20 +30,24 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
 from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_config, redact_url
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.errors import SpecErrors, UsageError
+from engine.errors import RemoteProtocolError, SpecErrors, UsageError
 from engine.io.bridge import BridgeContext, CallBridge
 from engine.io.echo import echo_ai
 from engine.io.logs import JsonLog
 from engine.io.metrics import Metrics
 from engine.io.routing import ADAPTER_PREFIX, ECHO_PATH, Refusal, parse_adapter_path
+from engine.spec.detect import detect_provider
 from engine.spec.loader import SpecSet, load_specs
 
 _PENDING_ATTR = "_callbridge_call"  # what process_request decided, kept on the connection
+AUTO = "auto"  # /ws-adapter/auto/...: the platform is detected from its first message(s)
+AUTO_DETECT_TIMEOUT_S = 10.0
 
 
 class BridgeServer:
@@ -242,12 +246,15 @@ class BridgeServer:
         specs = self.specs
         route = parse_adapter_path(
             request.path,
-            specs.providers,
+            [*specs.providers, AUTO],
             dict(request.headers.raw_items()),
             self.config.default_region,
         )
         if isinstance(route, Refusal):
             return self._refuse(connection, route)
+        if route.provider == AUTO:  # the platform is told from its first message(s)
+            setattr(connection, _PENDING_ATTR, (route, specs, self.config, self._ctx))
+            return None
         peer = specs.providers[route.provider]
         if peer.connection.compression not in ("none", "", None):
             # Only a platform that asks for permessage-deflate gets it (it costs 2x CPU).
@@ -269,7 +276,10 @@ class BridgeServer:
         if not pending:
             return None
         route, specs = pending[0], pending[1]
-        wanted = specs.providers[route.provider].connection.subprotocols
+        if route.provider == AUTO:  # any subprotocol some platform spec speaks
+            wanted = tuple(n for peer in specs.providers.values() for n in peer.connection.subprotocols)
+        else:
+            wanted = specs.providers[route.provider].connection.subprotocols
         for name in wanted:
             if name in offered:
                 return name
@@ -294,6 +304,12 @@ class BridgeServer:
         ctx: BridgeContext,
     ) -> None:
         loop = asyncio.get_running_loop()
+        first: list[str | bytes] = []
+        if route.provider == AUTO:
+            detected = await self._detect(ws, route, specs, first)
+            if detected is None:
+                return
+            route = replace(route, provider=detected)
         target = config.route_for(route.agent_id, route.outlet_id)
         if target is None:
             target = ECHO_TARGET
@@ -326,6 +342,9 @@ class BridgeServer:
         )
         outcome = "error"
         try:
+            for frame in first:  # what detection read, in order, before the rest of the stream
+                async with bridge.lock:
+                    await bridge._execute(session.receive_telephony(frame, loop.time()))
             outcome = await bridge.run()
         finally:
             self.bridges.discard(bridge)
@@ -345,6 +364,35 @@ class BridgeServer:
                     "marks": dict(session.ledger.resolved),
                 },
             )
+
+
+    async def _detect(
+        self, ws: ServerConnection, route: CallRoute, specs: SpecSet, first: list[str | bytes]
+    ) -> str | None:
+        """``/ws-adapter/auto/...``: read the first message (a second one when the first is
+        ambiguous, e.g. a bare ``connected``), name the platform by the specs' patterns and
+        fingerprints (:func:`engine.spec.detect.detect_provider`). ``None``: refused and closed."""
+        env = {
+            "query": dict(route.query),
+            "path": {},
+            "header": {k.lower(): v for k, v in route.headers.items()},
+        }
+        while True:
+            try:
+                first.append(await asyncio.wait_for(ws.recv(), AUTO_DETECT_TIMEOUT_S))
+            except (TimeoutError, ConnectionClosed):
+                await ws.close(1008, "no message to tell the platform from")
+                return None
+            try:
+                name = detect_provider(specs, first, env)
+            except RemoteProtocolError as exc:
+                if exc.reason == "ambiguous" and len(first) < 2:
+                    continue
+                self.log.event("warning", "call.undetected", exc.message, leg="telephony")
+                await ws.close(exc.close_code, exc.message[:120])
+                return None
+            self.log.event("info", "call.detected", f"auto: the platform is {name}", leg="telephony")
+            return name
 
 
 # ---------------------------------------------------------------------- the command

@@ -115,7 +115,44 @@ def build_incoming(
         if root or not steps:
             continue
         _put(message, steps, _wire(values[rule.field], rule.mapping))
+    # A typical message of this platform also meets its fingerprint (auto-detection evidence).
+    for condition in pattern.fingerprint:
+        root, steps = parse(condition.path)
+        if root or not steps:
+            continue
+        if condition.op == "eq":
+            _put(message, steps, condition.arg)
+        elif condition.op == "in":
+            _put(message, steps, sorted(condition.arg, key=str)[0])
+        elif condition.op == "present" and not _has(message, steps):
+            _put(message, steps, _placeholder(peer, pattern, condition.path, values))
+        elif condition.op == "absent":
+            _drop(message, steps)
+        elif condition.op == "prefix":
+            _put(message, steps, condition.arg + "x")
     return orjson.dumps(message).decode()
+
+
+def _has(message: Any, steps: tuple[str | int, ...]) -> bool:
+    node = message
+    for step in steps:
+        found = (isinstance(node, dict) and step in node) or (
+            isinstance(node, list) and isinstance(step, int) and step < len(node)
+        )
+        if not found:
+            return False
+        node = node[step]
+    return True
+
+
+def _drop(message: Any, steps: tuple[str | int, ...]) -> None:
+    node = message
+    for step in steps[:-1]:
+        if not isinstance(node, dict) or step not in node:
+            return
+        node = node[step]
+    if isinstance(node, dict):
+        node.pop(steps[-1], None)
 
 
 def read_outgoing(peer: CompiledPeer, frame: str | bytes) -> tuple[str, dict[str, Any]] | None:

@@ -79,3 +79,26 @@ def test_nothing_matches(specs: SpecSet) -> None:
     # audio first is not an opening, even for platforms whose audio is binary
     with pytest.raises(RemoteProtocolError, match="no platform spec recognises"):
         detect_provider(specs, [b"\x00\x01" * 160])
+
+
+def test_messages_synthesised_from_each_spec_are_detected_as_it(specs: SpecSet) -> None:
+    # callbridge's own simulator speaks a platform from its spec alone; those openings must be
+    # told apart too (build_incoming writes each pattern's fingerprint as evidence)
+    from engine.spec.synth import build_incoming
+
+    values = {
+        "stream_id": "S1",
+        "call_id": "C1",
+        "from": "+14155550123",
+        "to": "+14155550100",
+        "sequence": 1,
+        "protocol": "Call",
+        "version": "1.0.0",
+        "sample_rate": 8000,
+    }
+    for name, peer in specs.providers.items():
+        combined = any("connected" in p.emits and "start" in p.emits for p in peer.patterns)
+        frames = [build_incoming(peer, "connected", values)]
+        if not combined:
+            frames.append(build_incoming(peer, "start", values))
+        assert detect_provider(specs, frames) == name

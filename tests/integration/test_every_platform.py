@@ -202,3 +202,58 @@ def test_request_answer_pairs_keep_their_numbers_over_a_socket(specs: SpecSet, p
         assert answers[0]["clientseq"] == "1" and int(answers[1]["clientseq"]) > 1
 
     run(body, timeout=30)
+
+
+def test_auto_route_detects_every_platform(specs: SpecSet) -> None:
+    """/ws-adapter/auto/...: the platform is told from its first message(s), then the call runs
+    as if the URL had named it."""
+    said = speechlike(8000, 0.6)
+    providers = sorted(specs.providers)
+
+    async def body() -> None:
+        async with bridge_server(specs, Config()) as server:
+
+            async def one(provider: str) -> tuple[str, object]:
+                url = call_url(server, provider).replace(f"/ws-adapter/{provider}/", "/ws-adapter/auto/")
+                return provider, await CallSim(specs, provider, url, said, 8000, tail_s=0.3).run()
+
+            results = await asyncio.gather(*(one(p) for p in providers))
+            await asyncio.sleep(0.1)
+            for provider, report in results:
+                assert report.clean and report.frames_received > 0, (provider, report.summary())  # type: ignore[attr-defined]
+            counted = {p: server.metrics.calls.labels(p, "completed")._value.get() for p in providers}
+            assert counted == {p: 1 for p in providers}
+
+    run(body, timeout=60)
+
+
+def test_auto_route_refuses_an_ambiguous_opening(specs: SpecSet) -> None:
+    from websockets.asyncio.client import connect
+
+    async def body() -> None:
+        async with bridge_server(specs, Config()) as server:
+            url = call_url(server, "twilio").replace("/ws-adapter/twilio/", "/ws-adapter/auto/")
+            async with connect(url, compression=None) as ws:
+                # a bare connected (Smartflo? Exotel?), then a start that contradicts every
+                # Twilio-compatible spec's fingerprint: the server must say so, not guess
+                await ws.send('{"event": "connected"}')
+                start = {
+                    "event": "start",
+                    "sequenceNumber": "1",
+                    "streamSid": "MZ1",
+                    "start": {
+                        "streamSid": "MZ1",
+                        "callSid": "CA1",
+                        "tracks": ["inbound"],
+                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
+                    },
+                }
+                await ws.send(orjson.dumps(start).decode())
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                rcvd = ws.protocol.close_rcvd
+                assert rcvd is not None and rcvd.code == 1008
+                assert rcvd.reason.startswith("cannot tell the platform: the first 2 messages match")
+                assert "twilio" in rcvd.reason and "smartflo" in rcvd.reason
+
+    run(body, timeout=30)
