@@ -7,7 +7,7 @@ STAMP := $(VENV)/.callbridge-installed
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: serve test test-nojit lint bench check clean
+.PHONY: serve test test-nojit lint bench bench-quick check clean
 
 $(STAMP): pyproject.toml scripts/ensure-libopus.sh
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callbridge: Python >= 3.11 is required (found %s)" % sys.version.split()[0])'
@@ -35,7 +35,20 @@ check: $(STAMP)
 	$(BIN)/callbridge check
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q bench --benchmark-enable --benchmark-columns=min,median,mean,ops
+	@mkdir -p bench/results
+	-@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q espeak-ng >/dev/null 2>&1; } || true
+	$(BIN)/python -m pytest -q bench --benchmark-enable --benchmark-columns=min,median,mean,ops \
+		--benchmark-json=bench/results/benchmarks.json
+	$(BIN)/python bench/core_report.py | tee bench/results/core_report.txt
+	$(BIN)/python bench/dsp_report.py | tee bench/results/dsp_report.txt
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
+	$(BIN)/python bench/report.py
+
+bench-quick: $(STAMP)
+	@mkdir -p bench/results
+	$(BIN)/python bench/core_report.py | tee bench/results/core_report.txt
+	$(BIN)/python -m bench.load --quick
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

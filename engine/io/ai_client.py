@@ -36,19 +36,15 @@ class Attempt:
 
 
 def can_retarget(session: CallSession, target: AITarget) -> bool:
-    """A fallback needs the same audio format as the AI spec the call started with: the
-    session built its converters for that format when the caller's start arrived."""
-    return target.peer is session.ai.peer or target.peer.audio.inbound == session.ai_format
+    """A fallback is possible while the AI leg has not opened; the core rebuilds the call's
+    audio path for the fallback's format (:meth:`CallSession.retarget_ai`)."""
+    ai = session.ai
+    return ai.state not in ai.compiled.media_states and ai.state not in ai.compiled.final
 
 
 def retarget(session: CallSession, target: AITarget) -> None:
-    """Point a session whose AI leg is still connecting at a fallback provider.
-
-    The core has no public call for this yet (see the report to engine/core); swapping the AI
-    leg's peer and target is safe only before the leg opens and with the same audio format,
-    which :func:`can_retarget` checks."""
-    session.ai.peer = target.peer
-    session.ai_target = target
+    """Point a session whose AI leg is still connecting at a fallback provider."""
+    session.retarget_ai(target)
 
 
 async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> ClientConnection:

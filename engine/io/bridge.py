@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from engine.config import AIFailurePolicy, Limits
 from engine.core.actions import AI, TELEPHONY, Action, CloseLeg, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallSession
-from engine.errors import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR
+from engine.errors import CLOSE_INTERNAL_ERROR
 from engine.io.ai_client import Attempt, can_retarget, open_ai_leg, retarget
 from engine.io.logs import JsonLog
 from engine.io.metrics import Metrics
@@ -124,17 +124,8 @@ class CallBridge:
             return
         self.outcome = self.outcome or why
         session = self.session
-        hang_up = getattr(session, "hang_up", None)
         async with self.lock:
-            now = self.loop.time()
-            # Until the core has hang_up(), reporting the caller's leg closed yields exactly the
-            # AI-side sequence we want (hangup, then close), and nothing for the caller's leg.
-            actions = (
-                hang_up(now, why)
-                if hang_up is not None
-                else session.telephony_closed(now, CLOSE_GOING_AWAY)
-            )
-            await self._execute(actions)
+            await self._execute(session.hang_up(self.loop.time()))
         self._poke()
         hangup = session.tel.peer.hangup
         await self._close_tel(hangup.close_code, hangup.close_reason)
@@ -221,9 +212,7 @@ class CallBridge:
                 ctx.log.event(
                     "warning",
                     "ai.fallback_skipped",
-                    f"fallback {fallback.peer.name!r} speaks {fallback.peer.audio.inbound}, "
-                    "this call "
-                    f"{session.ai_format}",
+                    f"fallback {fallback.peer.name!r} not tried: the AI leg is already {session.ai.state}",
                     call_id=self.call_id,
                     leg=AI,
                 )
