@@ -297,6 +297,55 @@ def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path) -> 
     return step
 
 
+def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    """callbridge alone at ``calls`` concurrent calls for ``seconds``, calls renewed every 30 s,
+    RSS sampled every 5 s: memory must stay flat after the first minute (no growth per call)."""
+    ai_record = workdir / "ai-soak.jsonl"
+    ai_proc, ai_port = start_ai_peer("echo", ai_record)
+    server, url = start_target("callbridge", ai_port, workdir)
+    proc = psutil.Process(server.pid)
+    samples: list[tuple[float, float]] = []
+    begin = time.monotonic()
+    try:
+        while time.monotonic() - begin < seconds:
+            record = workdir / "gen-soak.jsonl"
+            gen = subprocess.Popen(
+                [
+                    PY,
+                    "-m",
+                    "bench.load.callgen",
+                    "--url",
+                    url,
+                    "--calls",
+                    str(calls),
+                    "--seconds",
+                    "30",
+                    "--ramp",
+                    "1.0",
+                    "--run",
+                    "soak",
+                    "--record",
+                    str(record),
+                ],
+                cwd=ROOT,
+            )
+            while gen.poll() is None:
+                samples.append((time.monotonic() - begin, proc.memory_info().rss / 2**20))
+                time.sleep(5)
+            ai_record.write_bytes(b"")  # keep the peer's log from growing without bound
+    finally:
+        stop(server)
+        stop(ai_proc)
+    after_warmup = [rss for t, rss in samples if t >= 60]
+    growth = (max(after_warmup[-6:]) - min(after_warmup[:6])) if len(after_warmup) >= 12 else float("nan")
+    print(
+        f"[soak] {calls} calls for {seconds:.0f} s: RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, "
+        f"growth after warm-up {growth:.2f} MiB",
+        flush=True,
+    )
+    return {"calls": calls, "seconds": seconds, "samples": samples, "growth_mib": growth}
+
+
 def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median up-link p99 stands for the step (its figures stay consistent)."""
     ordered = sorted(runs, key=lambda r: (r["up"]["p99"], r.get("down", {}).get("p99", 0)))
@@ -314,12 +363,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bargein-calls", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="short steps, one repeat (a smoke run)")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0,
+        help="also run callbridge for this many seconds at "
+        "--soak-calls calls and check memory stays flat (600 for the 10-minute target)",
+    )
+    parser.add_argument("--soak-calls", type=int, default=100)
+    parser.add_argument("--soak-only", action="store_true", help="skip the ramp; merge into an existing --out")
     parser.add_argument("--out", default=str(RESULTS / "load.json"))
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.seconds, args.repeats, args.bargein_calls = "10,25,50", 5.0, 1, 10
     steps = [int(s) for s in args.steps.split(",")]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.soak_only:
+        report_path = Path(args.out)
+        existing = json.loads(report_path.read_text()) if report_path.exists() else {}
+        with tempfile.TemporaryDirectory(prefix="cb-soak-") as tmp:
+            existing["soak"] = soak(args.soak_calls, args.soak or 600, Path(tmp))
+        report_path.write_text(json.dumps(existing, indent=1))
+        return 0
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "steps": steps,
@@ -333,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         for target in args.targets.split(","):
             report["targets"][target] = ramp(target, steps, args.seconds, args.repeats, workdir)
             report["bargein"][target] = bargein_scenario(target, args.bargein_calls, max(6.0, args.seconds), workdir)
+        if args.soak:
+            report["soak"] = soak(args.soak_calls, args.soak, workdir)
         if "callbridge" in args.targets:
             with contextlib.suppress(Exception):
                 report["server_log_tail"] = (workdir / "server.log").read_text()[-2000:]
