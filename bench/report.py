@@ -7,6 +7,7 @@ kernel/core ratio reports (``make bench`` runs everything, then this).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -37,10 +38,8 @@ def machine() -> list[str]:
         cores, ram = "?", "?"
     versions = []
     for package in ("websockets", "uvloop", "numpy", "numba", "orjson", "transitions", "soxr", "opuslib"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            pass
     return [
         f"- Machine: {cpu}, {cores} cores, {ram} RAM, {platform.platform()}",
         f"- Python {platform.python_version()}; " + ", ".join(versions),
@@ -49,8 +48,13 @@ def machine() -> list[str]:
 
 def within(step: dict[str, Any]) -> bool:
     down = step.get("down") or {}
-    return (step["up"]["p99"] <= LIMIT_MS and down.get("p99", 0) <= LIMIT_MS and step["up"]["lost"] == 0
-            and down.get("lost", 0) == 0 and step["failed_calls"] == 0)
+    return (
+        step["up"]["p99"] <= LIMIT_MS
+        and down.get("p99", 0) <= LIMIT_MS
+        and step["up"]["lost"] == 0
+        and down.get("lost", 0) == 0
+        and step["failed_calls"] == 0
+    )
 
 
 def calls_per_core(steps: list[dict[str, Any]]) -> tuple[int, float, float]:
@@ -74,18 +78,23 @@ def fmt(value: Any, digits: int = 2) -> str:
 def load_tables(load: dict[str, Any]) -> list[str]:
     lines = []
     for target, steps in load["targets"].items():
-        lines += [f"### {target}", "",
-                  "| C | up p50 / p95 / p99 / max ms | down p50 / p95 / p99 / max ms | lost up/down | dup | late up/down "
-                  "| server cores | CPU s per call-s | RSS MiB/call | jitter p99 ms |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {target}",
+            "",
+            "| C | up p50 / p95 / p99 / max ms | down p50 / p95 / p99 / max ms | lost up/down | dup | late up/down "
+            "| server cores | CPU s per call-s | RSS MiB/call | jitter p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for s in steps:
             up, down = s["up"], s.get("down", {})
             lines.append(
                 f"| {s['calls']} | {fmt(up['p50'])} / {fmt(up['p95'])} / {fmt(up['p99'])} / {fmt(up['max'])} "
                 f"| {fmt(down.get('p50'))} / {fmt(down.get('p95'))} / {fmt(down.get('p99'))} / {fmt(down.get('max'))} "
                 f"| {up['lost']}/{down.get('lost', '–')} | {up['duplicated'] + down.get('duplicated', 0)} "
-                f"| {up['late']}/{down.get('late', '–')} | {fmt(s['server_cpu_cores'])} | {fmt(s['cpu_s_per_call_s'], 4)} "
-                f"| {fmt(s['rss_per_call_mib'], 3)} | {fmt(s.get('jitter_p99_ms'))} |")
+                f"| {up['late']}/{down.get('late', '–')} | {fmt(s['server_cpu_cores'])} "
+                f"| {fmt(s['cpu_s_per_call_s'], 4)} "
+                f"| {fmt(s['rss_per_call_mib'], 3)} | {fmt(s.get('jitter_p99_ms'))} |"
+            )
         lines.append("")
     return lines
 
@@ -104,8 +113,13 @@ def plots(load: dict[str, Any]) -> list[str]:
         for target, steps in load["targets"].items():
             calls = [s["calls"] for s in steps if direction in s]
             for pct, style in (("p50", ":"), ("p99", "-")):
-                ax.plot(calls, [s[direction][pct] for s in steps if direction in s], style, marker="o",
-                        label=f"{target} {pct}")
+                ax.plot(
+                    calls,
+                    [s[direction][pct] for s in steps if direction in s],
+                    style,
+                    marker="o",
+                    label=f"{target} {pct}",
+                )
         ax.axhline(LIMIT_MS, color="grey", lw=0.8)
         ax.set_title(f"latency per frame, {'platform → AI' if direction == 'up' else 'AI → platform'}")
         ax.set_xlabel("concurrent calls")
@@ -130,6 +144,10 @@ def plots(load: dict[str, Any]) -> list[str]:
     return out
 
 
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def targets(load: dict[str, Any]) -> list[str]:
     rows = ["| target | measured | result |", "|---|---|---|"]
     per_core = {t: calls_per_core(s)[2] for t, s in load["targets"].items()}
@@ -137,25 +155,31 @@ def targets(load: dict[str, Any]) -> list[str]:
     for base, need in (("bare", 0.7), ("naive", 1.5)):
         if base in per_core:
             ratio = cb / per_core[base] if per_core[base] else float("nan")
-            rows.append(f"| calls per core >= {need} x {base} relay | {fmt(ratio)} x | {'met' if ratio >= need else 'NOT met'} |")
+            rows.append(f"| calls per core >= {need} x {base} relay | {fmt(ratio)} x | {verdict(ratio >= need)} |")
     steps = {s["calls"]: s for s in load["targets"].get("callbridge", [])}
     if 100 in steps:
         p99 = max(steps[100]["up"]["p99"], steps[100]["down"]["p99"])
-        rows.append(f"| added latency p99 at 100 calls <= 5 ms per direction | up {fmt(steps[100]['up']['p99'])}, "
-                    f"down {fmt(steps[100]['down']['p99'])} ms | {'met' if p99 <= 5 else 'NOT met'} |")
+        rows.append(
+            f"| added latency p99 at 100 calls <= 5 ms per direction | up {fmt(steps[100]['up']['p99'])}, "
+            f"down {fmt(steps[100]['down']['p99'])} ms | {'met' if p99 <= 5 else 'NOT met'} |"
+        )
     cb_steps = load["targets"].get("callbridge", [])
     if cb_steps:
         worst = max(s["rss_per_call_mib"] for s in cb_steps)
-        rows.append(f"| RSS <= 1 MiB per active call | {fmt(worst, 3)} MiB (worst step) | {'met' if worst <= 1 else 'NOT met'} |")
+        rows.append(f"| RSS <= 1 MiB per active call | {fmt(worst, 3)} MiB (worst step) | {verdict(worst <= 1)} |")
     barge = load["bargein"].get("callbridge", {}).get("bargein")
     if barge:
         ok = (barge["p99_ms"] or 99) <= 1.0 and barge["stale_frames"] == 0
-        rows.append(f"| barge-in: platform clear within 1 ms p99, zero stale frames | p99 {fmt(barge['p99_ms'])} ms, "
-                    f"{barge['stale_frames']} stale | {'met' if ok else 'NOT met'} |")
+        rows.append(
+            f"| barge-in: platform clear within 1 ms p99, zero stale frames | p99 {fmt(barge['p99_ms'])} ms, "
+            f"{barge['stale_frames']} stale | {'met' if ok else 'NOT met'} |"
+        )
     if "soak" in load:
         soak = load["soak"]
-        rows.append(f"| memory flat over {soak['seconds'] / 60:.0f} min | {fmt(soak['growth_mib'])} MiB growth after warm-up "
-                    f"| {'met' if soak['growth_mib'] <= soak['calls'] * 0.05 else 'NOT met'} |")
+        rows.append(
+            f"| memory flat over {soak['seconds'] / 60:.0f} min | {fmt(soak['growth_mib'])} MiB growth after warm-up "
+            f"| {'met' if soak['growth_mib'] <= soak['calls'] * 0.05 else 'NOT met'} |"
+        )
     return rows
 
 
@@ -170,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     load = json.loads(path.read_text())
     lines = ["# callbridge performance report", "", f"Run started {load['started']}.", "", *machine(), ""]
     lines += [
-        "## How to read this report", "",
+        "## How to read this report",
+        "",
         "Everything ran on this one machine over loopback, side by side in one run: callbridge, a bare relay that "
         "forwards each message untouched between the two sockets (the ceiling of Python + websockets here), and a "
         "straightforward transcoding relay written the way peers do it (stdlib json, audioop, soxr HQ streaming "
@@ -182,28 +207,48 @@ def main(argv: list[str] | None = None) -> int:
         "passes 20 ms in either direction or a frame is lost. 'Calls per core' divides the largest clean C by the "
         "server CPU it used there (the machine has 2 cores shared by server, generator and AI peer, so this "
         "extrapolates to a dedicated core). The machine is a shared VM: compare ratios within this run, not "
-        f"absolute numbers across runs. Each step is the median of {load['repeats']} run(s) of {load['seconds']:.0f} s.",
+        "absolute numbers across runs. "
+        f"Each step is the median of {load['repeats']} run(s) of {load['seconds']:.0f} s.",
         "",
     ]
     for name in ("core_report.txt", "dsp_report.txt"):
         report = RESULTS / name
         if report.exists():
-            lines += [f"## {'Call core' if name.startswith('core') else 'Audio kernels'} (`bench/{name[:-4]}.py`)", "",
-                      "```", report.read_text().rstrip(), "```", ""]
+            lines += [
+                f"## {'Call core' if name.startswith('core') else 'Audio kernels'} (`bench/{name[:-4]}.py`)",
+                "",
+                "```",
+                report.read_text().rstrip(),
+                "```",
+                "",
+            ]
     lines += ["## Targets", "", *targets(load), ""]
-    lines += ["## Calls per core at the limit", "", "| target | largest clean C | server cores there | calls per core |",
-              "|---|---|---|---|"]
+    lines += [
+        "## Calls per core at the limit",
+        "",
+        "| target | largest clean C | server cores there | calls per core |",
+        "|---|---|---|---|",
+    ]
     for target, steps in load["targets"].items():
         c, cores, per_core = calls_per_core(steps)
         lines.append(f"| {target} | {c} | {fmt(cores)} | {fmt(per_core, 0)} |")
     lines += ["", "## Load steps", "", *load_tables(load)]
-    lines += ["## Barge-in", "", "The AI talks in 2 s bursts (much faster than real time), then sends `clear` while the "
-              "caller still hears the utterance and stays quiet for 600 ms; audio reaching the caller in that window "
-              "is stale.", "", "| target | clears | clear latency p50 / p99 / max ms | stale frames |", "|---|---|---|---|"]
+    lines += [
+        "## Barge-in",
+        "",
+        "The AI talks in 2 s bursts (much faster than real time), then sends `clear` while the "
+        "caller still hears the utterance and stays quiet for 600 ms; audio reaching the caller in that window "
+        "is stale.",
+        "",
+        "| target | clears | clear latency p50 / p99 / max ms | stale frames |",
+        "|---|---|---|---|",
+    ]
     for target, step in load["bargein"].items():
         b = step["bargein"]
-        lines.append(f"| {target} | {b['clears']} | {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
-                     f"| {b['stale_frames']} |")
+        lines.append(
+            f"| {target} | {b['clears']} | {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
+            f"| {b['stale_frames']} |"
+        )
     lines += ["", "## Plots", "", *plots(load), ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "report.md").write_text("\n".join(lines) + "\n")

@@ -121,6 +121,26 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
+def start_generator(
+    url: str, calls: int, seconds: float, ramp: float, run_id: str, record: Path
+) -> subprocess.Popen[str]:
+    args = [
+        "--url",
+        url,
+        "--calls",
+        str(calls),
+        "--seconds",
+        str(seconds),
+        "--ramp",
+        str(ramp),
+        "--run",
+        run_id,
+        "--record",
+        str(record),
+    ]
+    return subprocess.Popen([PY, "-m", "bench.load.callgen", *args], cwd=ROOT, text=True)
+
+
 def run_step(
     target: str,
     server: subprocess.Popen[str],
@@ -138,26 +158,7 @@ def run_step(
     rss_idle = proc.memory_info().rss
     record = workdir / f"gen-{run_id}.jsonl"
     ramp = min(2.0, 0.01 * calls + 0.3)
-    gen = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "bench.load.callgen",
-            "--url",
-            url,
-            "--calls",
-            str(calls),
-            "--seconds",
-            str(seconds),
-            "--ramp",
-            str(ramp),
-            "--run",
-            run_id,
-            "--record",
-            str(record),
-        ],
-        cwd=ROOT,
-    )
+    gen = start_generator(url, calls, seconds, ramp, run_id, record)
     started = time.monotonic()
     warm = ramp + 1.0
     window = max(1.0, seconds - warm - 0.5)
@@ -309,26 +310,7 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
     try:
         while time.monotonic() - begin < seconds:
             record = workdir / "gen-soak.jsonl"
-            gen = subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "bench.load.callgen",
-                    "--url",
-                    url,
-                    "--calls",
-                    str(calls),
-                    "--seconds",
-                    "30",
-                    "--ramp",
-                    "1.0",
-                    "--run",
-                    "soak",
-                    "--record",
-                    str(record),
-                ],
-                cwd=ROOT,
-            )
+            gen = start_generator(url, calls, 30, 1.0, "soak", record)
             while gen.poll() is None:
                 samples.append((time.monotonic() - begin, proc.memory_info().rss / 2**20))
                 time.sleep(5)

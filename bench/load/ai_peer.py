@@ -28,6 +28,8 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
 
+from bench.load.loop import run
+
 FRAME_24K = 960  # bytes of 20 ms pcm16 at 24 kHz
 
 
@@ -132,12 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet-ms", type=int, default=600)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.run(main_async(args))
-    except ImportError:
-        asyncio.run(main_async(args))
+    run(main_async(args))
 
 
 if __name__ == "__main__":

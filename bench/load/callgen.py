@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
+from bench.load.loop import run
 from bench.load.speech import speech
 
 with warnings.catch_warnings():  # bench only, as peers do; removed from Python 3.13
@@ -127,12 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default="0000")
     parser.add_argument("--record", required=True)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.run(main_async(args))
-    except ImportError:
-        asyncio.run(main_async(args))
+    run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import soxr
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from bench.load.loop import run
+
 with warnings.catch_warnings():  # bench only, as peers do; removed from Python 3.13
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
@@ -146,12 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.run(main_async(args))
-    except ImportError:
-        asyncio.run(main_async(args))
+    run(main_async(args))
 
 
 if __name__ == "__main__":
