@@ -75,13 +75,14 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from engine.core.actions import Notice
     from engine.replay import describe_action, read_transcript, replay, step_json
 
     specs = _load(args)
     entries = read_transcript(Path(args.file))
     violations = 0
     for step in replay(specs, args.provider, entries, ai=args.ai):
-        violations += sum(1 for a in step.actions if getattr(a, "code", "").startswith("violation."))
+        violations += sum(1 for a in step.actions if isinstance(a, Notice) and a.code.startswith("violation."))
         if args.json:
             sys.stdout.write(orjson.dumps(step_json(step)).decode() + "\n")
             continue

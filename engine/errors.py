@@ -61,7 +61,7 @@ class SpecError(CallbridgeError):
     def __str__(self) -> str:
         return f"{self.location}: {self.path}: {self.message}"
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[type[SpecError], tuple[Location, str, str]]:
         return (type(self), (self.location, self.path, self.message))
 
 

@@ -170,6 +170,11 @@ class Playout:
     def add_mark(self, mark: Mark) -> None:
         self._queue.append(mark)
 
+    @property
+    def drains_at(self) -> float:
+        """Wall time at which the platform will have played everything released to it."""
+        return self._platform_end
+
     def ahead_ms(self, now: float) -> float:
         """Audio the platform holds but has not played yet."""
         return max(0.0, (self._platform_end - now) * 1000.0)

@@ -46,6 +46,8 @@ from engine.spec.protocol import CompiledLeg, Policy, Transition
 HANGUP_REASONS = frozenset({"NORMAL_CLEARING", "USER_BUSY", "NO_ANSWER", "CALL_REJECTED", "ORIGINATOR_CANCEL"})
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 EARLY_AUDIO_MS = 2000  # caller audio kept while the AI leg opens
+TAIL_MARGIN_S = 0.04  # send a held partial chunk this long before the platform runs dry
+TAIL_WAIT_S = 0.06  # ... or this long after the AI's last audio when the platform is idle
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class CallSession:
         self._uplink: Converter | None = None
         self._downlink: Converter | None = None
         self._framer: Any = None
+        self._last_ai_audio = -inf
         self._early: deque[bytes] = deque()
         self._early_bytes = 0
         marks = tel_peer.marks
@@ -278,15 +281,7 @@ class CallSession:
         if event == "media":
             self.now = now
             out = self._out = []
-            if target.state in target.compiled.media_states:
-                try:
-                    self._forward_audio(fields["audio"]) if target is self.tel else self._play_audio(fields["audio"])
-                except CallbridgeError as exc:
-                    self._note("error.media", target.name, str(exc), "error")
-            else:
-                entry = target.compiled.table[(target.state, "media")]
-                assert isinstance(entry, Policy)
-                self._refuse(target, "out_of_order", entry, f"media in state {target.state}")
+            self._media(target, fields, None)
             return out
         return self._internal(target, event, now, fields)
 
@@ -294,8 +289,23 @@ class CallSession:
         """The next time :meth:`on_timer` has work, or ``None``."""
         best = min(self._timers.values(), default=inf)
         if self._downlink is not None:
-            best = min(best, self.playout.next_deadline(self.now), self.ledger.next_deadline(not self._marks_native))
+            best = min(best, self.playout.next_deadline(self.now), self.ledger.next_deadline(not self._marks_native),
+                       self._framer_deadline())
         return None if best == inf else best
+
+    def _framer_deadline(self) -> float:
+        """When a partial platform chunk held by the framer must go out, padded with silence.
+
+        Platforms with a minimum chunk (Exotel 3.2 kB, Genesys 1600 B) would otherwise keep the
+        end of an AI utterance until the AI speaks again. Holding it is right only while more
+        audio may still complete the chunk without the caller noticing: so it goes once the
+        playout has nothing else queued and the platform is about to run dry, or, when the
+        platform is idle, shortly after the AI's last audio.
+        """
+        framer = self._framer
+        if framer is None or not framer.pending_bytes or self.playout.queued_ms > 0:
+            return inf
+        return max(self.playout.drains_at - TAIL_MARGIN_S, self._last_ai_audio + TAIL_WAIT_S)
 
     def on_timer(self, now: float) -> list[Action]:
         self.now = now
@@ -309,6 +319,9 @@ class CallSession:
                 self._dispatch(leg, "timeout", {"reason": timer.reason, "close_code": timer.close_code})
         if self._downlink is not None:
             try:
+                if self._framer_deadline() <= now:
+                    for frame in self._framer.flush(pad=True):
+                        self.playout.push(frame, self._duration_ms(frame, self.tel_out))
                 self._pump()
             except CallbridgeError as exc:  # e.g. a template needing a value this call lacks
                 self.playout.clear(now, platform_flushes=False)
@@ -358,24 +371,7 @@ class CallSession:
             return out
         events = decoded.events
         if events == ("media",):
-            # The hot path: no trigger, one set lookup.
-            if leg.state in (self._tel_media_states if leg is self.tel else self._ai_media_states):
-                try:
-                    if leg is self.tel:
-                        if self._reorder is None:
-                            self._forward_audio(decoded.fields["audio"])
-                        else:
-                            self._reordered_audio(decoded.fields)
-                    else:
-                        if decoded.pattern.remember:
-                            self._remember(leg, decoded.pattern, decoded.fields)
-                        self._play_audio(decoded.fields["audio"])
-                except CallbridgeError as exc:
-                    self._note("error.media", leg.name, str(exc), "error")
-            else:
-                entry = leg.compiled.table[(leg.state, "media")]
-                assert isinstance(entry, Policy)
-                self._refuse(leg, "out_of_order", entry, f"media in state {leg.state}")
+            self._media(leg, decoded.fields, decoded.pattern)
             return out
         pattern = decoded.pattern
         fields = decoded.fields
@@ -425,6 +421,26 @@ class CallSession:
             del out[mark:]
             out[cut:cut] = moved
 
+    def _media(self, leg: Leg, fields: Mapping[str, Any], pattern: Any) -> None:
+        """The hot path: a media frame never fires a trigger, it reads the media-state set."""
+        if leg.state in (self._tel_media_states if leg is self.tel else self._ai_media_states):
+            try:
+                if leg is self.tel:
+                    if self._reorder is None:
+                        self._forward_audio(fields["audio"])
+                    else:
+                        self._reordered_audio(fields)
+                else:
+                    if pattern is not None and pattern.remember:
+                        self._remember(leg, pattern, fields)
+                    self._play_audio(fields["audio"])
+            except CallbridgeError as exc:
+                self._note("error.media", leg.name, str(exc), "error")
+        else:
+            entry = leg.compiled.table[(leg.state, "media")]
+            assert isinstance(entry, Policy)
+            self._refuse(leg, "out_of_order", entry, f"media in state {leg.state}")
+
     def _internal(self, leg: Leg, event: str, now: float, fields: Mapping[str, Any]) -> list[Action]:
         self.now = now
         out = self._out = []
@@ -439,7 +455,7 @@ class CallSession:
             return
         assert isinstance(entry, Transition)
         if event == "media":
-            self._forward_audio(fields["audio"]) if leg is self.tel else self._play_audio(fields["audio"])
+            self._media(leg, fields, None)
             return
         try:
             moved = leg.compiled.machine.fire(leg, event, Payload(event, fields))
@@ -582,6 +598,7 @@ class CallSession:
     def _play_audio(self, audio: bytes) -> None:
         if self._downlink is None:
             return
+        self._last_ai_audio = self.now
         if self._framer is None and self.tel_out.encoding != formats.OPUS:
             self._framer = self._make_framer()
         for chunk in self._downlink.convert(audio):
