@@ -52,22 +52,27 @@ def _g711_cases(seconds: float, tag: str) -> list[Case]:
         data, arr = codes[law], np.frombuffer(codes[law], np.uint8)
         out16, out8 = np.empty(len(pcm), np.int16), np.empty(len(pcm), np.uint8)
         table, (enc_table, shift) = decode_table[law], encode_table[law]
-        dk, ek, do, eo = decode_kernel[law], encode_kernel[law], decode_oracle[law], \
-            encode_oracle[law]
+        dk, ek, do, eo = decode_kernel[law], encode_kernel[law], decode_oracle[law], encode_oracle[law]
         cases += [
             (f"{law} decode {tag}", "audioop -> bytes", lambda d=data, f=do: lambda: f(d, 2)),
-            (f"{law} decode {tag}", "numpy table -> ndarray",
-             lambda d=data, t=table: lambda: t[np.frombuffer(d, np.uint8)]),
-            (f"{law} decode {tag}", "ours: kernel into buffer",
-             lambda a=arr, o=out16, k=dk: lambda: k(a, o)),
-            (f"{law} decode {tag}", "ours: kernel -> bytes",
-             lambda d=data, o=out16, k=dk: lambda: o[: k(np.frombuffer(d, np.uint8), o)]
-             .tobytes()),
+            (
+                f"{law} decode {tag}",
+                "numpy table -> ndarray",
+                lambda d=data, t=table: lambda: t[np.frombuffer(d, np.uint8)],
+            ),
+            (f"{law} decode {tag}", "ours: kernel into buffer", lambda a=arr, o=out16, k=dk: lambda: k(a, o)),
+            (
+                f"{law} decode {tag}",
+                "ours: kernel -> bytes",
+                lambda d=data, o=out16, k=dk: lambda: o[: k(np.frombuffer(d, np.uint8), o)].tobytes(),
+            ),
             (f"{law} encode {tag}", "audioop (bytes in)", lambda r=raw, f=eo: lambda: f(r, 2)),
-            (f"{law} encode {tag}", "numpy table",
-             lambda p=pcm, t=enc_table, s=shift: lambda: t[p.view(np.uint16) >> s].tobytes()),
-            (f"{law} encode {tag}", "ours: kernel into buffer",
-             lambda p=pcm, o=out8, k=ek: lambda: k(p, o)),
+            (
+                f"{law} encode {tag}",
+                "numpy table",
+                lambda p=pcm, t=enc_table, s=shift: lambda: t[p.view(np.uint16) >> s].tobytes(),
+            ),
+            (f"{law} encode {tag}", "ours: kernel into buffer", lambda p=pcm, o=out8, k=ek: lambda: k(p, o)),
         ]
     return cases
 
@@ -83,22 +88,29 @@ def _layout_cases() -> list[Case]:
         ("byteswap 160", "audioop.byteswap", lambda: lambda: audioop.byteswap(raw, 2)),
         ("byteswap 160", "numpy byteswap", lambda: lambda: pcm.byteswap().tobytes()),
         ("byteswap 160", "ours: kernel", lambda: lambda: kernels.swap_bytes16(pcm, out)),
-        ("stereo->mono 160", "audioop.tomono",
-         lambda: lambda: audioop.tomono(raw_stereo, 2, 0.5, 0.5)),
-        ("stereo->mono 160", "numpy", lambda: lambda: (stereo.reshape(-1, 2).astype(np.int32)
-                                                       .sum(1) >> 1).astype(np.int16)),
+        ("stereo->mono 160", "audioop.tomono", lambda: lambda: audioop.tomono(raw_stereo, 2, 0.5, 0.5)),
+        (
+            "stereo->mono 160",
+            "numpy",
+            lambda: lambda: (stereo.reshape(-1, 2).astype(np.int32).sum(1) >> 1).astype(np.int16),
+        ),
         ("stereo->mono 160", "ours: kernel", lambda: lambda: kernels.stereo_to_mono(stereo, out)),
-        ("i16->u8 160", "audioop lin2lin+bias",
-         lambda: lambda: audioop.bias(audioop.lin2lin(raw, 2, 1), 1, 128)),
+        ("i16->u8 160", "audioop lin2lin+bias", lambda: lambda: audioop.bias(audioop.lin2lin(raw, 2, 1), 1, 128)),
         ("i16->u8 160", "ours: kernel", lambda: lambda: kernels.i16_to_u8(pcm, out8)),
-        ("u8->i16 160", "audioop bias+lin2lin",
-         lambda: lambda: audioop.lin2lin(audioop.bias(u8, 1, -128), 1, 2)),
+        ("u8->i16 160", "audioop bias+lin2lin", lambda: lambda: audioop.lin2lin(audioop.bias(u8, 1, -128), 1, 2)),
         ("u8->i16 160", "ours: kernel", lambda: lambda: kernels.u8_to_i16(u8_arr, out)),
     ]
 
 
-RESAMPLE_PAIRS = [(8000, 16000), (8000, 24000), (8000, 48000), (16000, 8000), (24000, 8000),
-                  (48000, 8000), (16000, 24000)]
+RESAMPLE_PAIRS = [
+    (8000, 16000),
+    (8000, 24000),
+    (8000, 48000),
+    (16000, 8000),
+    (24000, 8000),
+    (48000, 8000),
+    (16000, 24000),
+]
 
 
 def _resample_cases() -> list[Case]:
@@ -114,8 +126,7 @@ def _resample_cases() -> list[Case]:
 
         def libsamplerate(a: int = a, b: int = b, frame: np.ndarray = frame):
             converter = samplerate.Resampler("sinc_fastest", channels=1)
-            return lambda: (converter.process(frame.astype(np.float32) / 32768, b / a)
-                            * 32768).astype(np.int16)
+            return lambda: (converter.process(frame.astype(np.float32) / 32768, b / a) * 32768).astype(np.int16)
 
         def ratecv(a: int = a, b: int = b, raw: bytes = raw):
             state: list = [None]
@@ -123,6 +134,7 @@ def _resample_cases() -> list[Case]:
             def run() -> bytes:
                 out, state[0] = audioop.ratecv(raw, 2, 1, a, b, state[0])
                 return out
+
             return run
 
         def ours(a: int = a, b: int = b, frame: np.ndarray = frame):
@@ -137,8 +149,11 @@ def _resample_cases() -> list[Case]:
             (group, "soxr HQ stream (holds back 40-150 ms)", lambda f=soxr_stream: f("HQ")),
             (group, "soxr QQ stream (no filter)", lambda f=soxr_stream: f("QQ")),
             (group, "libsamplerate sinc_fastest", libsamplerate),
-            (group, "scipy resample_poly (stateless)",
-             lambda a=a, b=b, frame=frame: lambda: scipy.signal.resample_poly(frame, b, a)),
+            (
+                group,
+                "scipy resample_poly (stateless)",
+                lambda a=a, b=b, frame=frame: lambda: scipy.signal.resample_poly(frame, b, a),
+            ),
             (group, "audioop.ratecv (no filter)", ratecv),
             (group, "ours: process_into", ours),
             (group, "ours: process -> ndarray", ours_array),
@@ -147,10 +162,8 @@ def _resample_cases() -> list[Case]:
         long = speech(a, 60.0)
         group = f"resample {a // 1000}k->{b // 1000}k 60 s"
         cases += [
-            (group, "soxr.resample HQ", lambda a=a, b=b, x=long: lambda: soxr.resample(
-                x, a, b, quality="HQ")),
-            (group, "scipy resample_poly", lambda a=a, b=b, x=long: lambda: scipy.signal
-             .resample_poly(x, b, a)),
+            (group, "soxr.resample HQ", lambda a=a, b=b, x=long: lambda: soxr.resample(x, a, b, quality="HQ")),
+            (group, "scipy resample_poly", lambda a=a, b=b, x=long: lambda: scipy.signal.resample_poly(x, b, a)),
             (group, "ours: one call", lambda a=a, b=b, x=long: lambda: Resampler(a, b).process(x)),
         ]
     return cases
@@ -166,8 +179,7 @@ def _opus_cases() -> list[Case]:
 
         def opuslib_encoder(rate: int = rate, raw: bytes = raw, n: int = n):
             encoder = opuslib.Encoder(rate, 1, "voip")
-            opuslib.api.encoder.encoder_ctl(encoder.encoder_state,
-                                            opuslib.api.ctl.set_complexity, 5)
+            opuslib.api.encoder.encoder_ctl(encoder.encoder_state, opuslib.api.ctl.set_complexity, 5)
             return lambda: encoder.encode(raw, n)
 
         def ours_encoder(rate: int = rate, frame: np.ndarray = frame):
@@ -198,22 +210,20 @@ def _fused_cases() -> list[Case]:
 
     def up_soxr():
         stream = soxr.ResampleStream(8000, 24000, 1, dtype="int16", quality="HQ")
-        return lambda: stream.resample_chunk(
-            np.frombuffer(audioop.ulaw2lin(ulaw, 2), np.int16)).tobytes()
+        return lambda: stream.resample_chunk(np.frombuffer(audioop.ulaw2lin(ulaw, 2), np.int16)).tobytes()
 
     def up_ratecv():
         state: list = [None]
 
         def run() -> bytes:
-            out, state[0] = audioop.ratecv(audioop.ulaw2lin(ulaw, 2), 2, 1, 8000, 24000,
-                                           state[0])
+            out, state[0] = audioop.ratecv(audioop.ulaw2lin(ulaw, 2), 2, 1, 8000, 24000, state[0])
             return out
+
         return run
 
     def down_soxr():
         stream = soxr.ResampleStream(24000, 8000, 1, dtype="int16", quality="HQ")
-        return lambda: audioop.lin2ulaw(
-            stream.resample_chunk(np.frombuffer(pcm24, np.int16)).tobytes(), 2)
+        return lambda: audioop.lin2ulaw(stream.resample_chunk(np.frombuffer(pcm24, np.int16)).tobytes(), 2)
 
     def down_ratecv():
         state: list = [None]
@@ -221,6 +231,7 @@ def _fused_cases() -> list[Case]:
         def run() -> bytes:
             out, state[0] = audioop.ratecv(pcm24, 2, 1, 24000, 8000, state[0])
             return audioop.lin2ulaw(out, 2)
+
         return run
 
     def ours(src: AudioFormat, dst: AudioFormat, data: bytes):
@@ -240,5 +251,11 @@ def _fused_cases() -> list[Case]:
 
 def all_cases() -> list[Case]:
     kernels.warm_up()
-    return (_fused_cases() + _g711_cases(0.02, "frame") + _g711_cases(60.0, "60 s")
-            + _layout_cases() + _resample_cases() + _opus_cases())
+    return (
+        _fused_cases()
+        + _g711_cases(0.02, "frame")
+        + _g711_cases(60.0, "60 s")
+        + _layout_cases()
+        + _resample_cases()
+        + _opus_cases()
+    )

@@ -183,6 +183,37 @@ def targets(load: dict[str, Any]) -> list[str]:
     return rows
 
 
+def equal_load(load: dict[str, Any]) -> list[str]:
+    """Server CPU per call at the same C, and callbridge's ratio to each baseline."""
+    by_target = {t: {s["calls"]: s for s in steps} for t, steps in load["targets"].items()}
+    cb = by_target.get("callbridge", {})
+    common = sorted(set(cb).intersection(*(set(v) for t, v in by_target.items() if t != "callbridge")))
+    if not common:
+        return []
+    others = [t for t in by_target if t != "callbridge"]
+    lines = [
+        "## CPU at equal load",
+        "",
+        "Server CPU ms per call-second at the same number of calls (lower is better); a ratio below 1 means "
+        "callbridge needs less CPU than that baseline for the same calls.",
+        "",
+        "| C | callbridge | " + " | ".join(others) + " | " + " | ".join(f"callbridge / {t}" for t in others) + " |",
+        "|---" * (2 + 2 * len(others)) + "|",
+    ]
+    for c in common:
+        mine = cb[c]["cpu_s_per_call_s"] * 1000
+        theirs = [by_target[t][c]["cpu_s_per_call_s"] * 1000 for t in others]
+        ratios = [mine / v if v else float("nan") for v in theirs]
+        lines.append(
+            f"| {c} | {fmt(mine)} | "
+            + " | ".join(fmt(v) for v in theirs)
+            + " | "
+            + " | ".join(fmt(r) for r in ratios)
+            + " |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load", default=str(RESULTS / "load.json"))
@@ -232,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for target, steps in load["targets"].items():
         c, cores, per_core = calls_per_core(steps)
         lines.append(f"| {target} | {c} | {fmt(cores)} | {fmt(per_core, 0)} |")
+    lines += ["", *equal_load(load)]
     lines += ["", "## Load steps", "", *load_tables(load)]
     lines += [
         "## Barge-in",

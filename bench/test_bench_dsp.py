@@ -15,8 +15,7 @@ from bench.dsp_cases import all_cases
 CASES = all_cases()
 
 
-@pytest.mark.parametrize(("group", "label", "make"), CASES,
-                         ids=[f"{group} | {label}" for group, label, _ in CASES])
+@pytest.mark.parametrize(("group", "label", "make"), CASES, ids=[f"{group} | {label}" for group, label, _ in CASES])
 def test_dsp(benchmark, group, label, make):
     benchmark.group = group
     benchmark.extra_info["label"] = label
