@@ -179,7 +179,8 @@ def run_step(
     jitter: list[float] = []
     clear_ms: list[float] = []
     stale = 0
-    failed = sum(1 for row in gens.values() if row["error"] or row["call"] not in ais)
+    # a call the generator never reported (it crashed) or that failed or never reached the AI
+    failed = calls - sum(1 for row in gens.values() if not row["error"] and row["call"] in ais)
     lo, hi = started + warm + 0.2, started + seconds - 0.3
     for call, row in gens.items():
         ai = ais.get(call)

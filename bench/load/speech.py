@@ -32,12 +32,15 @@ def espeak(rate: int = 8000) -> np.ndarray | None:
         with wave.open(str(path)) as wav:
             source_rate = wav.getframerate()
             data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64)
-    from engine.dsp.resample import Resampler
-
     if source_rate != rate:
-        resampler = Resampler(source_rate, rate)
-        data = np.concatenate([resampler.process(data.astype(np.int16)), resampler.flush()]).astype(np.float64)
-    return data.astype(np.int16)
+        # espeak-ng speaks at 22.05 kHz, which callbridge itself never needs; scipy does it here.
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        common = gcd(source_rate, rate)
+        data = resample_poly(data, rate // common, source_rate // common)
+    return np.clip(data, -32768, 32767).astype(np.int16)
 
 
 def synthetic(seconds: float = 6.0, rate: int = 8000) -> np.ndarray:
