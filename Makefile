@@ -37,8 +37,7 @@ check: $(STAMP)
 bench: $(STAMP)
 	@mkdir -p bench/results
 	-@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q espeak-ng >/dev/null 2>&1; } || true
-	$(BIN)/python -m pytest -q bench --benchmark-enable --benchmark-columns=min,median,mean,ops \
-		--benchmark-json=bench/results/benchmarks.json
+	$(BIN)/python -m pytest -q bench --benchmark-enable --benchmark-columns=min,median,mean,ops
 	$(BIN)/python bench/core_report.py | tee bench/results/core_report.txt
 	$(BIN)/python bench/dsp_report.py | tee bench/results/dsp_report.txt
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
