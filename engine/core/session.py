@@ -199,6 +199,9 @@ class CallSession:
             on_overrun=tel_peer.audio.on_overrun,
         )
         self._timers: dict[str, float] = {}
+        #: set whenever something may have brought :meth:`next_deadline` forward (a timer armed,
+        #: audio or a mark queued); an adapter may clear it and skip recomputing otherwise
+        self.deadline_changed = True
         # Telephony media reordering (audio.reorder), only for specs that declare it.
         self._reorder: Reorder | None = None
         if tel_peer.audio.reorder_by is not None:
@@ -499,7 +502,9 @@ class CallSession:
         for timer in self.specs.protocol.timers:
             leg = self.tel if timer.leg == TELEPHONY else self.ai
             if leg.state in timer.states:
-                self._timers.setdefault(timer.name, self.now + timer.after)
+                if timer.name not in self._timers:
+                    self._timers[timer.name] = self.now + timer.after
+                    self.deadline_changed = True
             else:
                 self._timers.pop(timer.name, None)
 
@@ -520,12 +525,6 @@ class CallSession:
         self._out.append(Send(leg.name, tmpl.render(values, ctx), tmpl.binary))
         leg.frames_out += 1
         return True
-
-    def _send_media(self, leg: Leg, audio: bytes, duration_ms: float) -> None:
-        ctx = self.tel_ctx if leg is self.tel else self.ai_ctx
-        ctx["media_seq"] += 1
-        self._send(leg, "media", {"audio": audio})
-        ctx["media_timestamp"] += duration_ms
 
     def _close(self, leg: Leg, code: int, reason: str) -> None:
         if not leg.close_sent:
@@ -599,6 +598,7 @@ class CallSession:
         if self._downlink is None:
             return
         self._last_ai_audio = self.now
+        self.deadline_changed = True
         if self._framer is None and self.tel_out.encoding != formats.OPUS:
             self._framer = self._make_framer()
         for chunk in self._downlink.convert(audio):
@@ -624,15 +624,25 @@ class CallSession:
     def _pump(self) -> None:
         """Release what the playout clock allows; settle marks whose time came."""
         now = self.now
+        ctx = self.tel_ctx
+        media = self._tel_media
+        out = self._out
         for item in self.playout.release(now):
-            if isinstance(item, Mark):
+            if type(item) is Mark:
                 if self._marks_native:
                     self._send(self.tel, "mark", {"mark": item.wire})
             else:
-                self._send_media(self.tel, item.data, item.duration_ms)
-        for mark in self.ledger.due(now, emulated=not self._marks_native):
-            self._answer_mark(mark)
-        self.ai_ctx["played_ms"] = self.tel_ctx["played_ms"] = int(self.playout.played_ms(now))
+                # The media fast path of _send_media, inlined: one per 20 ms frame per call.
+                if not media.binary:
+                    ctx["seq"] += 1
+                ctx["media_seq"] += 1
+                out.append(Send(TELEPHONY, media.render({"audio": item.data}, ctx), media.binary))
+                ctx["media_timestamp"] += item.duration_ms
+                self.tel.frames_out += 1
+        if len(self.ledger):
+            for mark in self.ledger.due(now, emulated=not self._marks_native):
+                self._answer_mark(mark)
+        self.ai_ctx["played_ms"] = ctx["played_ms"] = int(self.playout.played_ms(now))
 
     def _answer_mark(self, mark: Mark) -> None:
         outcome = mark.outcome or PLAYED
@@ -695,6 +705,7 @@ class CallSession:
         self._build_contexts(fields)
         self._uplink = make_converter(self.tel_in, self.ai_format, call_id=self.call_id, leg=AI)
         self._ai_media = self.ai.peer.templates["media"]
+        self._tel_media = self.tel.peer.templates["media"]
         self._ai_ms_per_byte = 1.0 / self.ai_format.bytes_per_ms if self.ai_format.bytes_per_ms else 0.0
         self._downlink = make_converter(self.ai_format, self.tel_out, call_id=self.call_id, leg=TELEPHONY)
         peer = self.ai.peer
@@ -830,6 +841,7 @@ class CallSession:
             return
         mark = self.ledger.create(str(fields["mark"]), self.playout.position_ms)
         self.playout.add_mark(mark)
+        self.deadline_changed = True
         self._pump()
 
     def _a_hangup_ai(self, leg: Leg, fields: Mapping[str, Any]) -> None:

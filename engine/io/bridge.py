@@ -38,7 +38,7 @@ from engine.core.session import AITarget, CallSession
 from engine.errors import CLOSE_INTERNAL_ERROR
 from engine.io.ai_client import Attempt, can_retarget, open_ai_leg, retarget
 from engine.io.logs import JsonLog
-from engine.io.metrics import Metrics
+from engine.io.metrics import FRAME_TIME_SAMPLE, Metrics
 
 #: after the caller's socket closes, how long the AI leg may take to wind down (the protocol's
 #: own ai_close_timeout normally ends it first)
@@ -84,18 +84,22 @@ class CallBridge:
     async def run(self) -> str:
         """Run the call to its end; returns its outcome (see :data:`engine.io.metrics.OUTCOMES`)."""
         session, metrics = self.session, self.ctx.metrics
-        frames_in, frame_time = metrics.frames_in[TELEPHONY], metrics.frame_time[TELEPHONY]
+        frame_time = metrics.frame_time[TELEPHONY]
+        count = 0
         self._timer_task = self.loop.create_task(self._timer_loop())
         code: int | None = None
         try:
             try:
                 async for frame in self.tel_ws:
                     self.last_rx = now = self.loop.time()
-                    frames_in.inc()
+                    count += 1
                     async with self.lock:
-                        started = time.perf_counter()
-                        actions = session.receive_telephony(frame, now)
-                        frame_time.observe(time.perf_counter() - started)
+                        if count % FRAME_TIME_SAMPLE:
+                            actions = session.receive_telephony(frame, now)
+                        else:
+                            started = time.perf_counter()
+                            actions = session.receive_telephony(frame, now)
+                            frame_time.observe(time.perf_counter() - started)
                         await self._execute(actions)
                     self._poke()
             except ConnectionClosed:
@@ -138,7 +142,6 @@ class CallBridge:
         self._poke()
 
     async def _execute(self, actions: list[Action]) -> None:
-        metrics = self.ctx.metrics
         for action in actions:
             kind = type(action)
             if kind is Send:
@@ -153,7 +156,6 @@ class CallBridge:
                         await ws.send(action.data, text=True)
                 except ConnectionClosed:
                     continue  # that leg's pump reports the close
-                metrics.frames_out[action.leg].inc()
             elif kind is Notice:
                 assert isinstance(action, Notice)
                 self._notice(action)
@@ -251,14 +253,18 @@ class CallBridge:
             return
         self.ai_ws = ws
         await self._call(session.ai_opened)
-        frames_in, frame_time = ctx.metrics.frames_in[AI], ctx.metrics.frame_time[AI]
+        frame_time = ctx.metrics.frame_time[AI]
+        count = 0
         try:
             async for frame in ws:
-                frames_in.inc()
+                count += 1
                 async with self.lock:
-                    started = time.perf_counter()
-                    actions = session.receive_ai(frame, self.loop.time())
-                    frame_time.observe(time.perf_counter() - started)
+                    if count % FRAME_TIME_SAMPLE:
+                        actions = session.receive_ai(frame, self.loop.time())
+                    else:
+                        started = time.perf_counter()
+                        actions = session.receive_ai(frame, self.loop.time())
+                        frame_time.observe(time.perf_counter() - started)
                     await self._execute(actions)
                 self._poke()
         except ConnectionClosed:
@@ -285,6 +291,9 @@ class CallBridge:
         session = self.session
         if session.finished:
             self._done.set()
+        elif not session.deadline_changed:
+            return  # most media frames: nothing that could bring a deadline forward
+        session.deadline_changed = False
         wake = self._wake
         if wake is not None and not wake.done():
             deadline = session.next_deadline()

@@ -65,7 +65,7 @@ class BridgeServer:
         self.specs = specs
         self.spec_root = spec_root
         self.log = log or JsonLog(level=config.log_level, show_numbers=config.show_numbers)
-        self.metrics = Metrics()
+        self.metrics = Metrics(lambda: [bridge.session for bridge in list(self.bridges)])
         self.bridges: set[CallBridge] = set()
         self.ready = False
         self.draining = False
@@ -351,6 +351,7 @@ class BridgeServer:
             self.metrics.active_calls.dec()
             self.metrics.calls.labels(route.provider, outcome).inc()
             self.metrics.playout_underruns.inc(session.playout.stats.underruns)
+            self.metrics.frames.call_ended(session)
             self.log.event(
                 "info",
                 "call.ended",
