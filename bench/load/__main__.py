@@ -327,14 +327,24 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
     finally:
         stop(server)
         stop(ai_proc)
-    after_warmup = [rss for t, rss in samples if t >= 60]
-    growth = (max(after_warmup[-6:]) - min(after_warmup[:6])) if len(after_warmup) >= 12 else float("nan")
+    # The allocator grows for the first minutes under constant call churn; the second half of the
+    # run is what says whether memory is flat (a leak grows steadily, call after call).
+    half = [rss for t, rss in samples if t >= seconds / 2]
+    growth = half[-1] - half[0] if len(half) >= 2 else float("nan")
+    calls_in_half = calls * (seconds / 2) / 30
     print(
         f"[soak] {calls} calls for {seconds:.0f} s: RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, "
-        f"growth after warm-up {growth:.2f} MiB",
+        f"second half {growth:+.2f} MiB over ~{calls_in_half:.0f} calls",
         flush=True,
     )
-    return {"calls": calls, "seconds": seconds, "samples": samples, "growth_mib": growth}
+    return {
+        "calls": calls,
+        "seconds": seconds,
+        "samples": samples,
+        "growth_mib": growth,
+        "calls_in_second_half": calls_in_half,
+        "rss_mib": samples[-1][1],
+    }
 
 
 def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
