@@ -628,7 +628,7 @@ class CallSession:
         media = self._tel_media
         out = self._out
         for item in self.playout.release(now):
-            if type(item) is Mark:
+            if isinstance(item, Mark):
                 if self._marks_native:
                     self._send(self.tel, "mark", {"mark": item.wire})
             else:

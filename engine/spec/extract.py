@@ -25,12 +25,12 @@ an ``int`` field; base64 text -> bytes for ``audio``), so specs need not say it.
 from __future__ import annotations
 
 from binascii import Error as BinasciiError
-from binascii import a2b_base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pybase64
 
 from engine.spec.paths import MISSING, Getter, compile_getter
 
@@ -96,7 +96,7 @@ def _to_bool(value: Any) -> bool:
 def _to_bytes(value: Any) -> bytes:
     if type(value) is str:
         try:
-            return a2b_base64(value, strict_mode=True)
+            return pybase64.b64decode(value, validate=True)
         except (BinasciiError, ValueError):
             raise FieldError("payload is not valid base64") from None
     if type(value) is bytes:

@@ -18,12 +18,12 @@ a ``bytes.join`` per message, instead of building and dumping a dict per frame.
 from __future__ import annotations
 
 import re
-from binascii import a2b_base64, b2a_base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pybase64
 
 from engine.errors import LocalProtocolError
 from engine.spec.paths import MISSING
@@ -53,7 +53,7 @@ class Slot:
 
 def _encode(value: Any) -> bytes:
     if type(value) is bytes:
-        return b'"' + b2a_base64(value, newline=False) + b'"'
+        return b'"' + pybase64.b64encode(value) + b'"'
     return orjson.dumps(value)
 
 
@@ -193,7 +193,7 @@ class Template:
                 return isinstance(value, str) and value.startswith(head)
             if slot.name == "audio" and isinstance(value, str):
                 try:
-                    value = a2b_base64(value, strict_mode=True)
+                    value = pybase64.b64decode(value, validate=True)
                 except ValueError:
                     return False
             values[slot.name] = value
@@ -239,6 +239,6 @@ class Template:
         if isinstance(node, str) and node.startswith("\x00") and node.endswith("\x00"):
             value = filled[int(node[1:-1])]
             if type(value) is bytes:
-                return b2a_base64(value, newline=False).decode()
+                return pybase64.b64encode(value).decode()
             return value
         return node
