@@ -598,7 +598,6 @@ class CallSession:
         if self._downlink is None:
             return
         self._last_ai_audio = self.now
-        self.deadline_changed = True
         if self._framer is None and self.tel_out.encoding != formats.OPUS:
             self._framer = self._make_framer()
         for chunk in self._downlink.convert(audio):
@@ -615,6 +614,9 @@ class CallSession:
                         self._run_action("hangup_telephony", self.tel, Payload("overrun", {}))
                         return
         self._pump()
+        if self.playout.queued_ms or len(self.ledger) or (self._framer is not None and self._framer.pending_bytes):
+            # Something waits for a later time: the adapter must look at next_deadline() again.
+            self.deadline_changed = True
 
     def _duration_ms(self, data: bytes, fmt: AudioFormat) -> float:
         if fmt.encoding == formats.OPUS:
