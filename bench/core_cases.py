@@ -65,3 +65,26 @@ def call_setup(spec_set: SpecSet, ai: str = "default_ulaw") -> Callable[[], obje
         return out
 
     return run
+
+
+def bargein_through_core(spec_set: SpecSet, ai: str = "default", rounds: int = 400) -> list[float]:
+    """Seconds per AI ``clear`` (in) to the platform's ``clear`` (out), each met with 200 ms of
+    audio released to the platform and 800 ms still queued, as a barge-in mid-utterance is.
+    Only the clear is timed; the burst before it is set-up."""
+    import base64
+    import time
+
+    session = streaming_session(spec_set, ai)
+    frame = base64.b64encode(b"\x10\x00" * 480).decode()
+    media = f'{{"event":"media","media":{{"payload":"{frame}"}}}}'
+    clear = '{"event":"clear"}'
+    times = []
+    now = 1.0
+    for _ in range(rounds):
+        now += 1.0
+        for _ in range(50):
+            session.receive_ai(media, now)
+        started = time.perf_counter()
+        session.receive_ai(clear, now)
+        times.append(time.perf_counter() - started)
+    return times
