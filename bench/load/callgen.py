@@ -30,10 +30,13 @@ with warnings.catch_warnings():  # bench only, as peers do; removed from Python 
     import audioop
 
 
-def frames_from_speech() -> tuple[list[str], str]:
+def frames_from_speech(payload_bytes: int = 160) -> tuple[list[str], str]:
+    """20 ms mu-law frames; ``payload_bytes`` > 160 pads each frame (an experiment on payload size:
+    what a relay pays for a seed-000 pcm16 24 kHz payload, 960 bytes, instead of mu-law's 160)."""
     samples, source = speech(8000)
     ulaw = audioop.lin2ulaw(samples.tobytes(), 2)
-    return [base64.b64encode(ulaw[i : i + 160]).decode() for i in range(0, len(ulaw) - 159, 160)], source
+    pad = b"\xff" * max(0, payload_bytes - 160)
+    return [base64.b64encode(ulaw[i : i + 160] + pad).decode() for i in range(0, len(ulaw) - 159, 160)], source
 
 
 async def one_call(
@@ -105,7 +108,7 @@ async def one_call(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    frames, source = frames_from_speech()
+    frames, source = frames_from_speech(args.payload_bytes)
     out: list[dict] = []
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.2
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which calls start")
     parser.add_argument("--run", default="0000")
     parser.add_argument("--record", required=True)
+    parser.add_argument("--payload-bytes", type=int, default=160, help="pad frames to this size (experiments)")
     args = parser.parse_args(argv)
     run(main_async(args))
 
