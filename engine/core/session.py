@@ -64,6 +64,17 @@ class CallRoute:
     headers: Mapping[str, str] = field(default_factory=dict)
     default_region: str = "US"
 
+    def parts(self) -> dict[str, Any]:
+        """The route's parts by name: the ``$path`` extraction root and template variables."""
+        return {
+            "provider": self.provider,
+            "call_type": self.call_type,
+            "agent_id": self.agent_id,
+            "outlet_id": self.outlet_id,
+            "virtual_number": self.virtual_number,
+            "caller_id": self.caller_id,
+        }
+
 
 @dataclass(frozen=True)
 class AITarget:
@@ -164,14 +175,7 @@ class CallSession:
         # Per-call environment for `$query`, `$path`, `$header` extraction roots.
         self._env: dict[str, Any] = {
             "query": dict(route.query),
-            "path": {
-                "provider": route.provider,
-                "call_type": route.call_type,
-                "agent_id": route.agent_id,
-                "outlet_id": route.outlet_id,
-                "virtual_number": route.virtual_number,
-                "caller_id": route.caller_id,
-            },
+            "path": route.parts(),
             "header": {k.lower(): v for k, v in route.headers.items()},
         }
         self._ai_env: dict[str, Any] = {"query": {}, "path": {}, "header": {}}
@@ -292,8 +296,12 @@ class CallSession:
         """The next time :meth:`on_timer` has work, or ``None``."""
         best = min(self._timers.values(), default=inf)
         if self._downlink is not None:
-            best = min(best, self.playout.next_deadline(self.now), self.ledger.next_deadline(not self._marks_native),
-                       self._framer_deadline())
+            best = min(
+                best,
+                self.playout.next_deadline(self.now),
+                self.ledger.next_deadline(not self._marks_native),
+                self._framer_deadline(),
+            )
         return None if best == inf else best
 
     def _framer_deadline(self) -> float:
@@ -754,12 +762,7 @@ class CallSession:
             "caller_number": to_e164(caller, region),
             "callee_number": to_e164(callee, region),
             "account_id": str(self.ai_target.account_id or fields.get("account_id") or route.outlet_id),
-            "provider": route.provider,
-            "call_type": route.call_type,
-            "agent_id": route.agent_id,
-            "outlet_id": route.outlet_id,
-            "virtual_number": route.virtual_number,
-            "caller_id": route.caller_id,
+            **route.parts(),
             "ai_encoding": self.ai.peer.ai_format_name,
             "ai_sample_rate": self.ai_format.sample_rate,
         }
@@ -817,8 +820,10 @@ class CallSession:
             # The cut point within the current AI audio item: what the caller heard of it.
             heard = self.playout.played_ms(now) - self._item_start_ms
             self.ai_ctx["item_played_ms"] = max(0, round(heard))
-            if self.playout.queued_ms <= 0 and self.playout.ahead_ms(now) <= 0 and not (
-                self._framer is not None and self._framer.pending_bytes
+            if (
+                self.playout.queued_ms <= 0
+                and self.playout.ahead_ms(now) <= 0
+                and not (self._framer is not None and self._framer.pending_bytes)
             ):
                 # That item was heard to its end: nothing to truncate.
                 self.ai_ctx.pop("x_item_id", None)

@@ -84,6 +84,33 @@ def _wire(value: Any, mapping: Mapping[Any, Any] | None) -> Any:
     return value
 
 
+def _meet(
+    message: dict[str, Any],
+    conditions: Any,
+    peer: CompiledPeer,
+    pattern: Pattern,
+    values: dict[str, Any],
+    *,
+    fill_present: bool,
+) -> None:
+    """Write into ``message`` what it takes to meet ``conditions``. ``present`` paths get a
+    value unless ``fill_present`` is off and the message already has one there."""
+    for condition in conditions:
+        root, steps = parse(condition.path)
+        if root or not steps:
+            continue
+        if condition.op == "eq":
+            _put(message, steps, condition.arg)
+        elif condition.op == "in":
+            _put(message, steps, sorted(condition.arg, key=str)[0])
+        elif condition.op == "present" and (fill_present or not _has(message, steps)):
+            _put(message, steps, _placeholder(peer, pattern, condition.path, values))
+        elif condition.op == "absent":
+            _drop(message, steps)
+        elif condition.op == "prefix":
+            _put(message, steps, condition.arg + "x")
+
+
 def build_incoming(
     peer: CompiledPeer, event: str, values: dict[str, Any] | None = None, *, binary: bool | None = None
 ) -> str | bytes:
@@ -96,18 +123,7 @@ def build_incoming(
         audio = values.get("audio", b"")
         return bytes(audio)
     message: dict[str, Any] = {}
-    for condition in pattern.conditions:
-        root, steps = parse(condition.path)
-        if root or not steps:
-            continue
-        if condition.op == "eq":
-            _put(message, steps, condition.arg)
-        elif condition.op == "in":
-            _put(message, steps, sorted(condition.arg, key=str)[0])
-        elif condition.op == "present":
-            _put(message, steps, _placeholder(peer, pattern, condition.path, values))
-        elif condition.op == "prefix":
-            _put(message, steps, condition.arg + "x")
+    _meet(message, pattern.conditions, peer, pattern, values, fill_present=True)
     for rule in pattern.rules:
         if rule.field not in values or not rule.paths:
             continue
@@ -116,20 +132,7 @@ def build_incoming(
             continue
         _put(message, steps, _wire(values[rule.field], rule.mapping))
     # A typical message of this platform also meets its fingerprint (auto-detection evidence).
-    for condition in pattern.fingerprint:
-        root, steps = parse(condition.path)
-        if root or not steps:
-            continue
-        if condition.op == "eq":
-            _put(message, steps, condition.arg)
-        elif condition.op == "in":
-            _put(message, steps, sorted(condition.arg, key=str)[0])
-        elif condition.op == "present" and not _has(message, steps):
-            _put(message, steps, _placeholder(peer, pattern, condition.path, values))
-        elif condition.op == "absent":
-            _drop(message, steps)
-        elif condition.op == "prefix":
-            _put(message, steps, condition.arg + "x")
+    _meet(message, pattern.fingerprint, peer, pattern, values, fill_present=False)
     return orjson.dumps(message).decode()
 
 
