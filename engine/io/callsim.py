@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -187,6 +188,8 @@ class CallSim:
         )
         self._pieces: list[bytes] = []
         self._play_end = 0.0
+        self._first_sent_at: float | None = None  # time.monotonic() of the first media sent
+        self._first_audio_at: float | None = None  # ... and of the first media received
         self._received_s = 0.0
         self._pending_marks: list[tuple[str, asyncio.TimerHandle]] = []
         self._seq = 0
@@ -286,7 +289,6 @@ class CallSim:
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
             raise UsageError(f"cannot connect to {self.url}: {exc}") from None
         receiver = loop.create_task(self._receive(ws, loop))
-        first_sent = 0.0
         try:
             await self._send(ws, "connected")
             if not any("connected" in p.emits and "start" in p.emits for p in self.peer.patterns):
@@ -294,7 +296,7 @@ class CallSim:
             plan: list[tuple[str, Any]] = [("media", f) for f in frames]
             plan += [("dtmf", d) for d in self.dtmf]
             plan += [("media", f) for f in tail]
-            t0 = first_sent = loop.time()
+            t0 = loop.time()
             step = self.chunk_ms / 1000.0
             total = len(plan)
             chunk = 0
@@ -304,6 +306,8 @@ class CallSim:
                         max(0.0, t0 + chunk * step - loop.time())
                     )  # absolute deadlines
                     chunk += 1
+                    if self._first_sent_at is None:
+                        self._first_sent_at = time.monotonic()
                     await self._send(
                         ws,
                         "media",
@@ -335,8 +339,9 @@ class CallSim:
             for _, handle in self._pending_marks:
                 handle.cancel()
         report.duration_s = loop.time() - started
-        if report.first_audio_s is not None:
-            report.first_audio_s -= first_sent - started
+        if self._first_audio_at is not None and self._first_sent_at is not None:
+            # time.monotonic(): the loop's clock is cached per iteration, too coarse for this
+            report.first_audio_s = self._first_audio_at - self._first_sent_at
         rcvd = ws.protocol.close_rcvd
         report.close_code = rcvd.code if rcvd is not None else None
         report.close_reason = rcvd.reason if rcvd is not None else ""
@@ -345,7 +350,6 @@ class CallSim:
 
     async def _receive(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
         report = self.report
-        started = loop.time()
         try:
             async for frame in ws:
                 name, values = self.speaker.read(frame)
@@ -358,8 +362,8 @@ class CallSim:
                     audio = values["audio"]
                     report.frames_received += 1
                     self._received_s += self._duration(audio)
-                    if report.first_audio_s is None:
-                        report.first_audio_s = now - started
+                    if self._first_audio_at is None:
+                        self._first_audio_at = time.monotonic()
                     self._pieces.append(audio)
                     self._play_end = max(self._play_end, now) + self._duration(audio)
                 elif name == "mark" and "mark" in values:
