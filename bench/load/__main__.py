@@ -267,7 +267,7 @@ def ramp(target: str, steps: list[int], seconds: float, repeats: int, workdir: P
     ai_record = workdir / f"ai-{target}.jsonl"
     ai_proc, ai_port = start_ai_peer("echo", ai_record)
     server, url = start_target(target, ai_port, workdir)
-    ai_bytes = 160 if target == "bare" else 960
+    ai_bytes = 160 if target.startswith("bare") else 960
     try:
         # warm-up: a few calls so JIT, caches and the event loop are warm before measuring
         run_step(target, server, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
@@ -297,9 +297,8 @@ def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path) -> 
     ai_proc, ai_port = start_ai_peer("agent", ai_record)
     server, url = start_target(target, ai_port, workdir)
     try:
-        step = run_step(
-            target, server, url, ai_record, calls, seconds, "barge", workdir, 160 if target == "bare" else 960, True
-        )
+        ai_bytes = 160 if target.startswith("bare") else 960
+        step = run_step(target, server, url, ai_record, calls, seconds, "barge", workdir, ai_bytes, True)
     finally:
         stop(server)
         stop(ai_proc)

@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from bench.load.loop import run
+from engine.io.direct import DirectClientConnection, DirectServerConnection, send_now
 
 with warnings.catch_warnings():  # bench only, as peers do; removed from Python 3.13
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -44,6 +45,19 @@ async def bare(ws: ServerConnection, ai_url: str) -> None:
                 await ws.send(message)
 
         await _both(up(), down())
+
+
+async def bare_direct(ws: ServerConnection, ai_url: str) -> None:
+    """The bare relay on callbacks: each message is written to the other socket from inside
+    the read callback (:mod:`engine.io.direct`), no task switch or send coroutine per message."""
+    ai = await connect(
+        ai_url, compression=None, max_size=None, ping_interval=None, create_connection=DirectClientConnection
+    )
+    assert isinstance(ws, DirectServerConnection) and isinstance(ai, DirectClientConnection)
+    ai.attach(lambda message: send_now(ws, message, type(message) is str))
+    ws.attach(lambda message: send_now(ai, message, type(message) is str))
+    await ws.wait_closed()
+    await ai.close()
 
 
 async def naive(ws: ServerConnection, ai_url: str) -> None:
@@ -127,7 +141,12 @@ async def _both(*coros) -> None:  # type: ignore[no-untyped-def]
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    relay = bare if args.kind == "bare" else naive
+    relay = {"bare": bare, "bare-direct": bare_direct, "naive": naive}[args.kind]
+    direct = args.kind == "bare-direct"
+
+    def process_request(connection, request):  # type: ignore[no-untyped-def]
+        if direct:
+            connection.direct = True
 
     async def handler(ws: ServerConnection) -> None:
         with contextlib.suppress(Exception):
@@ -136,14 +155,23 @@ async def main_async(args: argparse.Namespace) -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(handler, args.host, args.port, compression=None, max_size=None, ping_interval=None) as server:
+    async with serve(
+        handler,
+        args.host,
+        args.port,
+        compression=None,
+        max_size=None,
+        ping_interval=None,
+        process_request=process_request,
+        create_connection=DirectServerConnection if direct else None,
+    ) as server:
         print(f"relay ready {server.sockets[0].getsockname()[1]}", flush=True)
         await stop
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("bare", "naive"))
+    parser.add_argument("kind", choices=("bare", "bare-direct", "naive"))
     parser.add_argument("--ai", required=True, help="the AI peer's ws:// URL")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

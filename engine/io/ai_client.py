@@ -19,10 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from engine.config import AIFailurePolicy, redact_url
 from engine.core.session import AITarget, CallSession
+from engine.io.direct import DirectClientConnection
 from engine.io.logs import JsonLog
 from engine.io.metrics import Metrics
 
@@ -47,8 +48,8 @@ def retarget(session: CallSession, target: AITarget) -> None:
     session.retarget_ai(target)
 
 
-async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> ClientConnection:
-    return await connect(
+async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> DirectClientConnection:
+    ws = await connect(
         attempt.url,
         additional_headers=dict(attempt.headers),
         subprotocols=list(attempt.subprotocols) or None,  # type: ignore[arg-type]
@@ -56,7 +57,10 @@ async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> Clien
         open_timeout=timeout,
         max_size=max_size,
         proxy=None,  # predictable: the AI URL is dialled as written
+        create_connection=DirectClientConnection,  # messages straight to the bridge
     )
+    assert isinstance(ws, DirectClientConnection)
+    return ws
 
 
 async def open_ai_leg(
@@ -69,7 +73,7 @@ async def open_ai_leg(
     metrics: Metrics,
     call_id: str,
     before_fallback: Callable[[], bool] | None = None,
-) -> tuple[ClientConnection | None, Attempt | None, str]:
+) -> tuple[DirectClientConnection | None, Attempt | None, str]:
     """Try ``attempts[0]`` (with retries), then each later one (the fallback).
 
     ``before_fallback`` is called before moving on to the next target; returning False skips

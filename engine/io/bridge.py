@@ -1,17 +1,19 @@
 """One live call: a :class:`CallBridge` drives a sans-I/O ``CallSession`` from two sockets.
 
 The server makes one bridge per accepted platform connection and awaits :meth:`CallBridge.run`.
-Three tasks feed the session, each with ``loop.time()`` as ``now``:
+Both legs are :mod:`engine.io.direct` connections: each message reaches the bridge from inside
+the socket's read callback, goes through the session with ``loop.time()`` as ``now``, and the
+frames it causes are written before the callback returns. Nothing awaits between a session
+call and the execution of its actions, so frames leave in exactly the order the core produced
+them without a lock, and a message costs no task switch.
 
-* the telephony pump (``run`` itself): every frame from the platform;
-* the AI task: opens the AI leg when the core asks (:mod:`engine.io.ai_client`), then every
-  frame from the AI provider;
-* the timer task: sleeps until ``session.next_deadline()`` (an absolute deadline, so pacing
-  error never accumulates) and calls ``on_timer``; it also enforces the idle timeout.
+* the telephony leg: attached by :meth:`run`, which then waits for the socket to close;
+* the AI leg: a task opens it when the core asks (:mod:`engine.io.ai_client`), then attaches;
+* timers: one ``loop.call_at`` handle at ``session.next_deadline()`` (an absolute deadline, so
+  pacing error never accumulates), also enforcing the idle timeout.
 
-Every session call and the execution of the actions it returns happen under one per-call lock,
-so frames leave in exactly the order the core produced them even when a send waits on a slow
-peer (backpressure instead of reordering). Closing a socket never waits under the lock.
+Backpressure: while one leg's write buffer is over its limit, the bridge stops reading the
+other leg (the playout buffer, capped by the spec, holds the AI's audio meanwhile).
 
 Whatever goes wrong in one call (a bug included) is logged and ends that call only: both legs
 are closed and the session is released.
@@ -21,28 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import inf
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-
 from engine.config import AIFailurePolicy, Limits
 from engine.core.actions import AI, TELEPHONY, Action, CloseLeg, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallSession
 from engine.errors import CLOSE_INTERNAL_ERROR
 from engine.io.ai_client import Attempt, can_retarget, open_ai_leg, retarget
+from engine.io.direct import DirectClientConnection, DirectServerConnection, Message, send_now
 from engine.io.logs import JsonLog
 from engine.io.metrics import FRAME_TIME_SAMPLE, Metrics
 
 #: after the caller's socket closes, how long the AI leg may take to wind down (the protocol's
 #: own ai_close_timeout normally ends it first)
 WIND_DOWN_S = 5.0
+#: timers may fire a hair early (uvloop has millisecond resolution): a deadline this close is due
+TIMER_SLACK_S = 0.002
 
 
 @dataclass
@@ -57,23 +57,22 @@ class BridgeContext:
 
 
 class CallBridge:
-    def __init__(
-        self, session: CallSession, telephony: ServerConnection, ctx: BridgeContext
-    ) -> None:
+    def __init__(self, session: CallSession, telephony: DirectServerConnection, ctx: BridgeContext) -> None:
         self.session = session
         self.tel_ws = telephony
-        self.ai_ws: ClientConnection | None = None
+        self.ai_ws: DirectClientConnection | None = None
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.lock = asyncio.Lock()
         self.outcome: str | None = None  # set by whatever ends the call unusually
         self.last_rx = self.loop.time()
         self._ai_task: asyncio.Task[None] | None = None
-        self._timer_task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._scheduled = inf
         self._done = asyncio.Event()
+        self._broken = False  # a bug hit this call: ignore its sockets from now on
         self._background: set[asyncio.Task[Any]] = set()
+        self._frame_time = ctx.metrics.frame_time
+        self._tel_count = self._ai_count = 0
 
     @property
     def call_id(self) -> str:
@@ -81,40 +80,26 @@ class CallBridge:
 
     # ------------------------------------------------------------------ the call's life
 
-    async def run(self) -> str:
-        """Run the call to its end; returns its outcome (see :data:`engine.io.metrics.OUTCOMES`)."""
-        session, metrics = self.session, self.ctx.metrics
-        frame_time = metrics.frame_time[TELEPHONY]
-        count = 0
-        self._timer_task = self.loop.create_task(self._timer_loop())
-        code: int | None = None
+    async def run(self, first: list[Message] | None = None) -> str:
+        """Run the call to its end; returns its outcome (see :data:`engine.io.metrics.OUTCOMES`).
+
+        ``first``: messages already read from the platform (the ``auto`` route's detection)."""
+        session, tel = self.session, self.tel_ws
         try:
-            try:
-                async for frame in self.tel_ws:
-                    self.last_rx = now = self.loop.time()
-                    count += 1
-                    async with self.lock:
-                        if count % FRAME_TIME_SAMPLE:
-                            actions = session.receive_telephony(frame, now)
-                        else:
-                            started = time.perf_counter()
-                            actions = session.receive_telephony(frame, now)
-                            frame_time.observe(time.perf_counter() - started)
-                        await self._execute(actions)
-                    self._poke()
-            except ConnectionClosed:
-                pass
-            rcvd = self.tel_ws.protocol.close_rcvd
-            code = rcvd.code if rcvd is not None else None
-            await self._call(lambda now: session.telephony_closed(now, code))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), WIND_DOWN_S)
+            for message in first or ():
+                self._on_tel_message(message)
+            tel.on_writable = self._tel_writable
+            tel.attach(self._on_tel_message)
+            self._arm_timer()
+            await tel.wait_closed()
+            if not self._broken:
+                rcvd = tel.protocol.close_rcvd
+                code = rcvd.code if rcvd is not None else None
+                self._call(lambda now: session.telephony_closed(now, code))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), WIND_DOWN_S)
         except Exception as exc:  # a bug in one call must not reach the server or other calls
-            self.outcome = "error"
-            self.ctx.log.event(
-                "error", "call.error", f"{type(exc).__name__}: {exc}", call_id=self.call_id
-            )
-            await self._close_tel(CLOSE_INTERNAL_ERROR, "internal error")
+            self._fail(exc)
         finally:
             await self._cleanup()
         return self.outcome or "completed"
@@ -127,35 +112,68 @@ class CallBridge:
         if self._done.is_set():
             return
         self.outcome = self.outcome or why
-        session = self.session
-        async with self.lock:
-            await self._execute(session.hang_up(self.loop.time()))
-        self._poke()
-        hangup = session.tel.peer.hangup
+        self._call(self.session.hang_up)
+        hangup = self.session.tel.peer.hangup
         await self._close_tel(hangup.close_code, hangup.close_reason)
+
+    # ------------------------------------------------------------------ messages in
+
+    def _on_tel_message(self, message: Message) -> None:
+        if self._broken:
+            return
+        self.last_rx = now = self.loop.time()
+        self._tel_count += 1
+        try:
+            if self._tel_count % FRAME_TIME_SAMPLE:
+                actions = self.session.receive_telephony(message, now)
+            else:
+                started = time.perf_counter()
+                actions = self.session.receive_telephony(message, now)
+                self._frame_time[TELEPHONY].observe(time.perf_counter() - started)
+            self._execute(actions)
+            self._poke()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _on_ai_message(self, message: Message) -> None:
+        if self._broken:
+            return
+        self._ai_count += 1
+        try:
+            if self._ai_count % FRAME_TIME_SAMPLE:
+                actions = self.session.receive_ai(message, self.loop.time())
+            else:
+                started = time.perf_counter()
+                actions = self.session.receive_ai(message, self.loop.time())
+                self._frame_time[AI].observe(time.perf_counter() - started)
+            self._execute(actions)
+            self._poke()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """A bug in this call: log it, close the caller with 1011 and let :meth:`run` clean up."""
+        if self._broken:
+            return
+        self._broken = True
+        self.outcome = "error"
+        self.ctx.log.event("error", "call.error", f"{type(exc).__name__}: {exc}", call_id=self.call_id)
+        self._spawn(self._close_tel(CLOSE_INTERNAL_ERROR, "internal error"))
 
     # ------------------------------------------------------------------ actions
 
-    async def _call(self, fn: Callable[[float], list[Action]]) -> None:
-        async with self.lock:
-            await self._execute(fn(self.loop.time()))
+    def _call(self, fn: Callable[[float], list[Action]]) -> None:
+        self._execute(fn(self.loop.time()))
         self._poke()
 
-    async def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: list[Action]) -> None:
         for action in actions:
             kind = type(action)
             if kind is Send:
                 assert isinstance(action, Send)
                 ws = self.tel_ws if action.leg == TELEPHONY else self.ai_ws
-                if ws is None:
-                    continue
-                try:
-                    if action.binary:
-                        await ws.send(action.data)
-                    else:
-                        await ws.send(action.data, text=True)
-                except ConnectionClosed:
-                    continue  # that leg's pump reports the close
+                if ws is not None:
+                    send_now(ws, action.data, not action.binary)  # a closed leg's reader reports it
             elif kind is Notice:
                 assert isinstance(action, Notice)
                 self._notice(action)
@@ -189,6 +207,20 @@ class CallBridge:
     async def _close_tel(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.tel_ws.close(code, reason), 2.0)
+
+    # ------------------------------------------------------------------ backpressure
+
+    def _tel_writable(self, writable: bool) -> None:
+        """The platform is not taking what we write: stop reading the AI until it does."""
+        ai = self.ai_ws
+        if ai is not None and not ai.transport.is_closing():
+            (ai.transport.resume_reading if writable else ai.transport.pause_reading)()
+
+    def _ai_writable(self, writable: bool) -> None:
+        """The AI is not taking the caller's audio: stop reading the platform until it does."""
+        tel = self.tel_ws
+        if not tel.transport.is_closing():
+            (tel.transport.resume_reading if writable else tel.transport.pause_reading)()
 
     # ------------------------------------------------------------------ the AI leg
 
@@ -246,29 +278,18 @@ class CallBridge:
             self.outcome = self.outcome or "ai_unreachable"
             ctx.log.event("warning", "ai.connect_failed", f"AI provider unreachable: {error}",
                           call_id=self.call_id, leg=AI)
-            await self._call(lambda now: session.ai_failed(now, error))
+            self._call(lambda now: session.ai_failed(now, error))
             return
-        if session.ai.state != "connecting":  # the call ended (or timed out) meanwhile
+        if session.ai.state != "connecting" or self._broken:  # the call ended (or timed out) meanwhile
             await ws.close()
             return
         self.ai_ws = ws
-        await self._call(session.ai_opened)
-        frame_time = ctx.metrics.frame_time[AI]
-        count = 0
-        try:
-            async for frame in ws:
-                count += 1
-                async with self.lock:
-                    if count % FRAME_TIME_SAMPLE:
-                        actions = session.receive_ai(frame, self.loop.time())
-                    else:
-                        started = time.perf_counter()
-                        actions = session.receive_ai(frame, self.loop.time())
-                        frame_time.observe(time.perf_counter() - started)
-                    await self._execute(actions)
-                self._poke()
-        except ConnectionClosed:
-            pass
+        ws.on_writable = self._ai_writable
+        self._call(session.ai_opened)
+        ws.attach(self._on_ai_message)
+        await ws.wait_closed()
+        if self._broken:
+            return
         rcvd = ws.protocol.close_rcvd
         code = rcvd.code if rcvd is not None else None
         if session.ai.state == "active" and session.tel.state not in session.tel.compiled.final:
@@ -282,44 +303,52 @@ class CallBridge:
             )
         # The AI's close code is logged, not passed on: the core would close the caller's leg
         # with it (e.g. 1011), where the platform must get its own close code.
-        await self._call(lambda now: session.ai_closed(now, None))
+        try:
+            self._call(lambda now: session.ai_closed(now, None))
+        except Exception as exc:
+            self._fail(exc)
 
     # ------------------------------------------------------------------ timers
 
     def _poke(self) -> None:
-        """After any session call: wake the timer task if the next deadline moved earlier."""
+        """After any session call: re-arm the timer if the next deadline moved earlier."""
         session = self.session
         if session.finished:
             self._done.set()
-        elif not session.deadline_changed:
+            return
+        if not session.deadline_changed:
             return  # most media frames: nothing that could bring a deadline forward
         session.deadline_changed = False
-        wake = self._wake
-        if wake is not None and not wake.done():
-            deadline = session.next_deadline()
-            if self._done.is_set() or (deadline is not None and deadline < self._scheduled):
-                wake.set_result(None)
+        deadline = session.next_deadline()
+        if deadline is not None and deadline < self._scheduled:
+            self._arm_timer()
 
-    async def _timer_loop(self) -> None:
-        loop, session, idle = self.loop, self.session, self.ctx.limits.idle_timeout_s
-        while not self._done.is_set():
-            deadline = session.next_deadline()
-            idle_at = (
-                self.last_rx + idle if session.tel.state not in session.tel.compiled.final else inf
-            )
-            target = min(deadline if deadline is not None else inf, idle_at)
+    def _arm_timer(self) -> None:
+        """One handle at the earlier of the session's next deadline and the idle timeout."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._scheduled = inf
+        session = self.session
+        if self._done.is_set() or self._broken:
+            return
+        deadline = session.next_deadline()
+        target = deadline if deadline is not None else inf
+        if session.tel.state not in session.tel.compiled.final:
+            target = min(target, self.last_rx + self.ctx.limits.idle_timeout_s)
+        if target != inf:
             self._scheduled = target
-            wake = self._wake = loop.create_future()
-            handle = loop.call_at(target, _resolve, wake) if target != inf else None
-            try:
-                await wake
-            finally:
-                if handle is not None:
-                    handle.cancel()
-            if self._done.is_set():
-                return
-            now = loop.time()
-            if now >= idle_at:
+            self._timer = self.loop.call_at(target, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._scheduled = inf
+        if self._done.is_set() or self._broken:
+            return
+        session, now = self.session, self.loop.time()
+        idle = self.ctx.limits.idle_timeout_s
+        try:
+            if session.tel.state not in session.tel.compiled.final and now >= self.last_rx + idle:
                 self.ctx.log.event(
                     "warning",
                     "call.idle",
@@ -327,37 +356,31 @@ class CallBridge:
                     call_id=self.call_id,
                     leg=TELEPHONY,
                 )
-                self._spawn(self.hang_up("idle_timeout"))
                 self.last_rx = inf  # once
-                continue
+                self._spawn(self.hang_up("idle_timeout"))
             deadline = session.next_deadline()
-            # Timers may fire a hair early (uvloop has millisecond resolution): round up.
-            if deadline is not None and now >= deadline - 0.002:
-                await self._call(functools.partial(_on_timer, session, deadline))
+            if deadline is not None and now >= deadline - TIMER_SLACK_S:
+                self._execute(session.on_timer(max(now, deadline)))
+            if session.finished:
+                self._done.set()
+            session.deadline_changed = False
+            self._arm_timer()
+        except Exception as exc:
+            self._fail(exc)
 
     async def _cleanup(self) -> None:
         self._done.set()
-        tasks = [t for t in (self._timer_task, self._ai_task) if t is not None]
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         ai_ws = self.ai_ws
         if ai_ws is not None and self._ai_task is not None and not self._ai_task.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ai_ws.close(), 2.0)
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        for task in (*tasks, *self._background):
+        task = self._ai_task
+        if task is not None and not task.done():
+            task.cancel()
+        for waiting in (*((task,) if task is not None else ()), *self._background):
             with contextlib.suppress(BaseException):
-                await task
+                await waiting
         self.session.release()
-
-
-def _on_timer(session: CallSession, due: float, now: float) -> list[Action]:
-    return session.on_timer(max(now, due))
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
@@ -38,6 +37,7 @@ from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_c
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.errors import RemoteProtocolError, SpecErrors, UsageError
 from engine.io.bridge import BridgeContext, CallBridge
+from engine.io.direct import DirectServerConnection, Message
 from engine.io.echo import echo_ai
 from engine.io.logs import JsonLog
 from engine.io.metrics import Metrics
@@ -91,6 +91,7 @@ class BridgeServer:
                 max_size=self.config.limits.max_message_bytes,
                 ping_interval=None,  # platforms do not answer pings reliably; idle timeout instead
                 server_header="callbridge",
+                create_connection=DirectServerConnection,
             )
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -253,7 +254,7 @@ class BridgeServer:
         if isinstance(route, Refusal):
             return self._refuse(connection, route)
         if route.provider == AUTO:  # the platform is told from its first message(s)
-            setattr(connection, _PENDING_ATTR, (route, specs, self.config, self._ctx))
+            self._take_call(connection, (route, specs, self.config, self._ctx))
             return None
         peer = specs.providers[route.provider]
         if peer.connection.compression not in ("none", "", None):
@@ -261,8 +262,15 @@ class BridgeServer:
             connection.protocol.available_extensions = [ServerPerMessageDeflateFactory()]
         limit = min(self.config.limits.max_message_bytes, peer.connection.max_message_bytes)
         connection.protocol.max_message_size = limit
-        setattr(connection, _PENDING_ATTR, (route, specs, self.config, self._ctx))
+        self._take_call(connection, (route, specs, self.config, self._ctx))
         return None
+
+    @staticmethod
+    def _take_call(connection: ServerConnection, pending: tuple[Any, ...]) -> None:
+        """Mark an upgrade as a call: its messages go straight to its bridge (engine.io.direct)."""
+        setattr(connection, _PENDING_ATTR, pending)
+        assert isinstance(connection, DirectServerConnection)
+        connection.direct = True
 
     def _refuse(self, connection: ServerConnection, refusal: Refusal) -> Response:
         self.metrics.rejected.labels(str(refusal.status)).inc()
@@ -292,19 +300,20 @@ class BridgeServer:
         if pending is None:
             await echo_ai(ws)
             return
+        assert isinstance(ws, DirectServerConnection)
         route, specs, config, ctx = pending
         await self._run_call(ws, route, specs, config, ctx)
 
     async def _run_call(
         self,
-        ws: ServerConnection,
+        ws: DirectServerConnection,
         route: CallRoute,
         specs: SpecSet,
         config: Config,
         ctx: BridgeContext,
     ) -> None:
         loop = asyncio.get_running_loop()
-        first: list[str | bytes] = []
+        first: list[Message] = []
         if route.provider == AUTO:
             detected = await self._detect(ws, route, specs, first)
             if detected is None:
@@ -342,10 +351,8 @@ class BridgeServer:
         )
         outcome = "error"
         try:
-            for frame in first:  # what detection read, in order, before the rest of the stream
-                async with bridge.lock:
-                    await bridge._execute(session.receive_telephony(frame, loop.time()))
-            outcome = await bridge.run()
+            # what detection read goes first, in order, before the rest of the stream
+            outcome = await bridge.run(first)
         finally:
             self.bridges.discard(bridge)
             self.metrics.active_calls.dec()
@@ -368,7 +375,7 @@ class BridgeServer:
 
 
     async def _detect(
-        self, ws: ServerConnection, route: CallRoute, specs: SpecSet, first: list[str | bytes]
+        self, ws: DirectServerConnection, route: CallRoute, specs: SpecSet, first: list[Message]
     ) -> str | None:
         """``/ws-adapter/auto/...``: read the first message (a second one when the first is
         ambiguous, e.g. a bare ``connected``), name the platform by the specs' patterns and
@@ -380,8 +387,8 @@ class BridgeServer:
         }
         while True:
             try:
-                first.append(await asyncio.wait_for(ws.recv(), AUTO_DETECT_TIMEOUT_S))
-            except (TimeoutError, ConnectionClosed):
+                first.append(await ws.next_message(AUTO_DETECT_TIMEOUT_S))
+            except (TimeoutError, EOFError):
                 await ws.close(1008, "no message to tell the platform from")
                 return None
             try:
