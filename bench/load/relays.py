@@ -1,12 +1,16 @@
-"""The two baselines the load test measures callbridge against, on the same generator.
+"""The baselines the load test measures callbridge against, on the same generator.
 
-``bare``   forwards each message between the two sockets untouched: the ceiling of
-           Python + websockets here (no parsing, no audio work).
+``bare``   forwards each message between the two sockets untouched with websockets' asyncio
+           API (``async for`` + ``await send``): how a Python relay is usually written (no
+           parsing, no audio work).
+``bare-direct``  the same, built like callbridge's own I/O (:mod:`engine.io.direct`: each
+           message written from inside the read callback); a reference, not a target: the floor
+           of this design, so what callbridge costs beyond it is the engine's work.
 ``naive``  a straightforward transcoding relay the way peers write it: stdlib ``json``,
            ``audioop`` for G.711, ``soxr`` streaming resamplers (HQ) per call and direction,
            seed-000 messages to the AI, Twilio messages back, ``clear`` forwarded.
 
-Both accept any path (the generator uses callbridge's route) and connect to ``--ai``.
+All accept any path (the generator uses callbridge's route) and connect to ``--ai``.
 """
 
 from __future__ import annotations
