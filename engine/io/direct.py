@@ -44,6 +44,7 @@ class DirectDelivery:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     paused: bool
+    close_timeout: float | None
 
     def _direct_init(self) -> None:
         self.direct = False
@@ -54,6 +55,7 @@ class DirectDelivery:
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
         self._fragment_text = False
+        self._failed = False  # failed for invalid UTF-8: nothing more is read from the peer
 
     # ------------------------------------------------------------------ receiving
 
@@ -89,6 +91,8 @@ class DirectDelivery:
     def _direct_event(self, event: Frame) -> bool:
         """Handle a frame in direct mode; False: not ours (the base class takes it)."""
         opcode = event.opcode
+        if self._failed:  # frames parsed in the same read as the bad one (RFC 6455 7.1.7)
+            return opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT
         if opcode is OP_TEXT or opcode is OP_BINARY:
             if not event.fin:
                 self._fragments = [bytes(event.data)]
@@ -108,8 +112,13 @@ class DirectDelivery:
             try:
                 message: Message = data.decode()
             except UnicodeDecodeError:
+                self._failed = True
                 self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text frame")
                 self._flush_protocol()
+                # As websockets does when it fails a connection: the peer has close_timeout to
+                # close the TCP connection, then it is aborted (else it stays open for good).
+                if self.close_timeout is not None:
+                    self.loop.call_later(self.close_timeout, self._abort_if_open)
                 return True
         else:
             message = data
@@ -132,6 +141,10 @@ class DirectDelivery:
                 self.transport.write(data)
             elif self.transport.can_write_eof():
                 self.transport.write_eof()
+
+    def _abort_if_open(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def _wake_on_close(self) -> None:
         waiter = self._waiter
