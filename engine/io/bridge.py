@@ -213,14 +213,13 @@ class CallBridge:
     def _tel_writable(self, writable: bool) -> None:
         """The platform is not taking what we write: stop reading the AI until it does."""
         ai = self.ai_ws
-        if ai is not None and not ai.transport.is_closing():
-            (ai.transport.resume_reading if writable else ai.transport.pause_reading)()
+        if ai is not None:
+            (ai.resume_reading_for if writable else ai.pause_reading_for)("backpressure")
 
     def _ai_writable(self, writable: bool) -> None:
         """The AI is not taking the caller's audio: stop reading the platform until it does."""
         tel = self.tel_ws
-        if not tel.transport.is_closing():
-            (tel.transport.resume_reading if writable else tel.transport.pause_reading)()
+        (tel.resume_reading_for if writable else tel.pause_reading_for)("backpressure")
 
     # ------------------------------------------------------------------ the AI leg
 

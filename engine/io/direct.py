@@ -12,7 +12,10 @@ messages off the asyncio layer:
   attached they are held, and reading pauses once a few are waiting);
 * :func:`send_now` writes a message synchronously, as ``websockets.broadcast`` does;
 * ``on_writable`` reports the transport's flow control, so a bridge can stop reading from one
-  leg while the other one's write buffer is over its limit (backpressure without awaiting).
+  leg while the other one's write buffer is over its limit (backpressure without awaiting);
+* a large read is parsed in slices of :data:`SLICE_BYTES`, one slice per event-loop turn, so a
+  peer that sends seconds of audio at once (AI providers talk faster than real time) cannot hold
+  up another call's barge-in for the whole burst.
 
 A connection that is not switched to direct mode (``direct = False``, e.g. the embedded echo AI)
 behaves exactly like its ``websockets`` base class.
@@ -31,6 +34,9 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN
 
 OP_TEXT, OP_BINARY, OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+#: a read larger than this is parsed in slices, one per event-loop turn (a 24 kHz pcm16 frame in
+#: JSON is ~1.3 kB, so a slice is a few frames: some tens of microseconds of work)
+SLICE_BYTES = 4096
 Message = str | bytes
 #: messages held before a callback is attached, after which reading pauses
 HOLD_LIMIT = 32
@@ -51,7 +57,8 @@ class DirectDelivery:
         self.on_message: Callable[[Message], None] | None = None
         self.on_writable: Callable[[bool], None] | None = None
         self._held: deque[Message] = deque()
-        self._held_paused = False
+        self._pausers: set[str] = set()  # why reading is paused: "held", "backlog", a bridge's reason
+        self._backlog = bytearray()  # the unparsed rest of a large read
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
         self._fragment_text = False
@@ -65,9 +72,7 @@ class DirectDelivery:
         while self._held:
             on_message(self._held.popleft())
         self.on_message = on_message
-        if self._held_paused:
-            self._held_paused = False
-            self.transport.resume_reading()
+        self.resume_reading_for("held")
 
     async def next_message(self, timeout: float) -> Message:
         """The next message, for the rare reader that must wait for one before attaching (the
@@ -83,9 +88,8 @@ class DirectDelivery:
             finally:
                 self._waiter = None
         message = self._held.popleft()
-        if self._held_paused and len(self._held) < HOLD_LIMIT // 2:
-            self._held_paused = False
-            self.transport.resume_reading()
+        if len(self._held) < HOLD_LIMIT // 2:
+            self.resume_reading_for("held")
         return message
 
     def _direct_event(self, event: Frame) -> bool:
@@ -130,9 +134,8 @@ class DirectDelivery:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if len(self._held) >= HOLD_LIMIT and not self._held_paused:
-            self._held_paused = True
-            self.transport.pause_reading()
+        if len(self._held) >= HOLD_LIMIT:
+            self.pause_reading_for("held")
         return True
 
     def _flush_protocol(self) -> None:
@@ -146,17 +149,63 @@ class DirectDelivery:
         if not self.transport.is_closing():
             self.transport.abort()
 
-    def _wake_on_close(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    # ------------------------------------------------------------------ reading in slices
+
+    def data_received(self, data: bytes) -> None:
+        if self._backlog:  # (reading is paused meanwhile; kept in order should a read slip in)
+            self._backlog += data
+            return
+        if self.on_message is None or len(data) <= SLICE_BYTES:
+            super().data_received(data)  # type: ignore[misc]
+            return
+        self._backlog = bytearray(data)
+        self._next_slice()
+
+    def _next_slice(self) -> None:
+        backlog = self._backlog
+        if not backlog:
+            return  # the connection was lost meanwhile
+        piece = bytes(backlog[:SLICE_BYTES])
+        del backlog[:SLICE_BYTES]
+        super().data_received(piece)  # type: ignore[misc]
+        if backlog:
+            self.pause_reading_for("backlog")
+            self.loop.call_soon(self._next_slice)
+        else:
+            self.resume_reading_for("backlog")
 
     # ------------------------------------------------------------------ flow control
 
-    def _writable_changed(self, writable: bool) -> None:
+    def pause_reading_for(self, reason: str) -> None:
+        """Stop reading from the socket until every reason given here is withdrawn."""
+        if not self._pausers and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._pausers.add(reason)
+
+    def resume_reading_for(self, reason: str) -> None:
+        if reason in self._pausers:
+            self._pausers.discard(reason)
+            if not self._pausers and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()  # type: ignore[misc]
         callback = self.on_writable
         if callback is not None:
-            callback(writable)
+            callback(False)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()  # type: ignore[misc]
+        callback = self.on_writable
+        if callback is not None:
+            callback(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._backlog.clear()
+        super().connection_lost(exc)  # type: ignore[misc]
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class DirectServerConnection(DirectDelivery, ServerConnection):
@@ -169,18 +218,6 @@ class DirectServerConnection(DirectDelivery, ServerConnection):
             return
         super().process_event(event)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._wake_on_close()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._writable_changed(False)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._writable_changed(True)
-
 
 class DirectClientConnection(DirectDelivery, ClientConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -192,18 +229,6 @@ class DirectClientConnection(DirectDelivery, ClientConnection):
         if self.direct and self.response is not None and self._direct_event(event):
             return
         super().process_event(event)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._wake_on_close()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._writable_changed(False)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._writable_changed(True)
 
 
 def send_now(ws: ServerConnection | ClientConnection, data: Message, text: bool) -> bool:

@@ -23,7 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import OPEN
 
-from engine.io.direct import HOLD_LIMIT, DirectClientConnection, DirectServerConnection, Message, send_now
+from engine.io.direct import HOLD_LIMIT, SLICE_BYTES, DirectClientConnection, DirectServerConnection, Message, send_now
 
 T = TypeVar("T")
 WAIT_S = 10.0  # bound on any single wait; a healthy run takes milliseconds
@@ -487,5 +487,68 @@ def test_connections_not_switched_to_direct_behave_like_websockets(run: Runner) 
             async with asyncio.timeout(WAIT_S):
                 await client.wait_closed()
             assert client.close_code == 1007
+
+    run(body)
+
+
+# ---------------------------------------------------------------------- large reads in slices
+
+
+def _burst(client: ClientConnection, messages: list[str]) -> None:
+    """Queue every frame, then write them in one go, so the server reads them in few large reads."""
+    for message in messages:
+        client.protocol.send_text(message.encode())
+    client.transport.write(b"".join(client.protocol.data_to_send()))
+
+
+def test_a_large_read_is_parsed_in_slices_between_other_callbacks(run: Runner) -> None:
+    """A burst (an AI sending seconds of audio at once) must not hold the event loop for its
+    whole length: something scheduled at its first message runs before its last is parsed."""
+
+    async def body() -> None:
+        async with direct_server() as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            loop = asyncio.get_running_loop()
+            delivered_when_other_work_ran: list[int] = []
+            got = Collector()
+
+            def on_message(message: Message) -> None:
+                if not got.messages:
+                    loop.call_soon(lambda: delivered_when_other_work_ran.append(len(got.messages)))
+                got(message)
+
+            ws.attach(on_message)
+            burst = [f"{i:04d}" + "x" * 1300 for i in range(200)]  # ~1.3 kB each, like 24 kHz pcm16 JSON
+            _burst(client, burst)
+            assert await got.until(len(burst)) == burst  # all of it, in order
+            per_slice = SLICE_BYTES // 1300 + 1
+            assert delivered_when_other_work_ran and delivered_when_other_work_ran[0] <= per_slice
+            await until(lambda: ws.transport.is_reading(), "reading resumes after the last slice")
+            await client.send("after")
+            assert (await got.until(len(burst) + 1))[-1] == "after"
+
+    run(body)
+
+
+def test_a_connection_lost_in_the_middle_of_a_large_read_stops_cleanly(run: Runner) -> None:
+    async def body() -> None:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+        async with direct_server() as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            got = Collector()
+
+            def on_message(message: Message) -> None:
+                got(message)
+                if len(got.messages) == 1:
+                    ws.transport.abort()  # the peer vanishes while most of the burst is unparsed
+
+            ws.attach(on_message)
+            _burst(client, [f"{i:04d}" + "y" * 1300 for i in range(200)])
+            await ws.wait_closed()
+            await asyncio.sleep(0)  # any slice still scheduled runs now
+            assert 1 <= len(got.messages) < 200
+            assert got.messages[0].startswith("0000")
+        assert errors == []
 
     run(body)
