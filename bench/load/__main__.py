@@ -141,9 +141,23 @@ def start_generator(
     return subprocess.Popen([PY, "-m", "bench.load.callgen", *args], cwd=ROOT, text=True)
 
 
+def _cpu_seconds(proc: psutil.Process) -> float | None:
+    """User + system CPU seconds of ``proc`` so far (None once it has exited)."""
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
+
+
+def _cores(before: float | None, after: float | None, seconds: float) -> float | None:
+    return None if before is None or after is None else (after - before) / seconds
+
+
 def run_step(
     target: str,
     server: subprocess.Popen[str],
+    ai_peer: subprocess.Popen[str],
     url: str,
     ai_record: Path,
     calls: int,
@@ -153,22 +167,27 @@ def run_step(
     ai_bytes_per_frame: int,
     bargein: bool,
 ) -> dict[str, Any]:
-    """One step: C calls for ``seconds``, with CPU and memory sampled over the steady window."""
+    """One step: C calls for ``seconds``, with CPU and memory sampled over the steady window.
+
+    The generator's and the AI peer's CPU are sampled over the same window as the server's: they
+    share the machine's cores with it, so their load is part of what the step measured."""
     proc = psutil.Process(server.pid)
+    peer = psutil.Process(ai_peer.pid)
     rss_idle = proc.memory_info().rss
     record = workdir / f"gen-{run_id}.jsonl"
     ramp = min(2.0, 0.01 * calls + 0.3)
     gen = start_generator(url, calls, seconds, ramp, run_id, record)
+    gen_proc = psutil.Process(gen.pid)
     started = time.monotonic()
     warm = ramp + 1.0
     window = max(1.0, seconds - warm - 0.5)
     time.sleep(0.2 + warm)
-    cpu0 = proc.cpu_times()
+    cpu0, gen0, peer0 = proc.cpu_times(), _cpu_seconds(gen_proc), _cpu_seconds(peer)
     t0 = time.monotonic()
     time.sleep(window / 2)
     rss_peak = proc.memory_info().rss
     time.sleep(window / 2)
-    cpu1 = proc.cpu_times()
+    cpu1, gen1, peer1 = proc.cpu_times(), _cpu_seconds(gen_proc), _cpu_seconds(peer)
     t1 = time.monotonic()
     gen.wait(timeout=seconds + 60)
     time.sleep(1.0)  # let the AI peer write its per-call lines
@@ -202,6 +221,8 @@ def run_step(
         "failed_calls": failed,
         "server_cpu_cores": cpu_cores,
         "cpu_s_per_call_s": cpu_cores / calls,
+        "generator_cpu_cores": _cores(gen0, gen1, t1 - t0),
+        "ai_peer_cpu_cores": _cores(peer0, peer1, t1 - t0),
         "rss_idle_mib": rss_idle / 2**20,
         "rss_peak_mib": rss_peak / 2**20,
         "rss_per_call_mib": max(0.0, (rss_peak - rss_idle) / 2**20 / calls),
@@ -270,10 +291,12 @@ def ramp(target: str, steps: list[int], seconds: float, repeats: int, workdir: P
     ai_bytes = 160 if target.startswith("bare") else 960
     try:
         # warm-up: a few calls so JIT, caches and the event loop are warm before measuring
-        run_step(target, server, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
+        run_step(target, server, ai_proc, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
         for calls in steps:
             runs = [
-                run_step(target, server, url, ai_record, calls, seconds, f"{calls:04d}{r}", workdir, ai_bytes, False)
+                run_step(
+                    target, server, ai_proc, url, ai_record, calls, seconds, f"{calls:04d}{r}", workdir, ai_bytes, False
+                )
                 for r in range(repeats)
             ]
             step = median_step(runs)
@@ -281,7 +304,8 @@ def ramp(target: str, steps: list[int], seconds: float, repeats: int, workdir: P
             print(
                 f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
                 f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
-                f"rss/call {step['rss_per_call_mib']:.3f} MiB",
+                f"rss/call {step['rss_per_call_mib']:.3f} MiB, generator {_fmt_cores(step['generator_cpu_cores'])} "
+                f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores",
                 flush=True,
             )
             if not keep_ramping(step):
@@ -292,13 +316,17 @@ def ramp(target: str, steps: list[int], seconds: float, repeats: int, workdir: P
     return results
 
 
+def _fmt_cores(cores: float | None) -> str:
+    return "?" if cores is None else f"{cores:.2f}"
+
+
 def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
     ai_record = workdir / f"ai-agent-{target}.jsonl"
     ai_proc, ai_port = start_ai_peer("agent", ai_record)
     server, url = start_target(target, ai_port, workdir)
     try:
         ai_bytes = 160 if target.startswith("bare") else 960
-        step = run_step(target, server, url, ai_record, calls, seconds, "barge", workdir, ai_bytes, True)
+        step = run_step(target, server, ai_proc, url, ai_record, calls, seconds, "barge", workdir, ai_bytes, True)
     finally:
         stop(server)
         stop(ai_proc)
@@ -358,7 +386,7 @@ def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="callbridge load test against two baselines")
     parser.add_argument("--targets", default=",".join(TARGETS))
-    parser.add_argument("--steps", default="25,50,100,150,200,300,400")
+    parser.add_argument("--steps", default="25,50,100,150,200,250,300,400")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bargein-calls", type=int, default=50)

@@ -12,6 +12,10 @@ Modes (``--mode``):
 Every media message received and sent is timestamped with ``time.monotonic()`` (one system-wide
 clock, so the call generator's timestamps compare directly); at each call's end one JSON line is
 appended to ``--record``: ``{"call": ..., "recv": [...], "sent": [...], "clears": [...]}``.
+
+The peer shares the machine's cores with the server under test, so it is kept light: messages
+arrive on a callback (:mod:`engine.io.direct`) and the echo is written from inside it, with no
+task switch or send coroutine per message; its cost is the same whatever the target.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from pathlib import Path
 
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request
 
 from bench.load.loop import run
+from engine.io.direct import DirectServerConnection, Message, send_now
 
 FRAME_24K = 960  # bytes of 20 ms pcm16 at 24 kHz
 
@@ -55,49 +61,23 @@ class Peer:
         self._out = record.open("ab")
 
     async def handle(self, ws: ServerConnection) -> None:
-        call = "?"
-        recv: list[list[float]] = []  # [time, payload bytes]
-        sent: list[list[float]] = []
-        clears: list[float] = []
-        raw = False
-        agent: asyncio.Task[None] | None = None
+        assert isinstance(ws, DirectServerConnection)
+        call = _Call(self, ws)
+        closed = asyncio.ensure_future(ws.wait_closed())
+        closed.add_done_callback(call.end)
+        ws.attach(call.on_message)
         try:
-            async for message in ws:
-                now = time.monotonic()
-                try:
-                    data = orjson.loads(message)
-                except orjson.JSONDecodeError:
-                    continue
-                event = data.get("event")
-                if event == "media":
-                    payload = data["media"]["payload"]
-                    size = len(payload) * 3 // 4 - payload.count("=", -2)
-                    recv.append([now, size])
-                    if self.mode == "echo":
-                        if raw:
-                            await ws.send(message)
-                        else:
-                            await ws.send(
-                                b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', text=True
-                            )
-                        sent.append([time.monotonic(), size])
-                elif event == "start":
-                    start = data.get("start", {})
-                    # seed 000: otherLegCallId is the platform's call id; raw Twilio: start.callSid.
-                    call = start.get("otherLegCallId") or start.get("callSid") or "?"
-                    raw = "callSid" in start
-                    if self.mode == "agent":
-                        agent = asyncio.create_task(self.talk(ws, sent, clears))
-                elif event in ("hangup", "stop"):
-                    break
-        except Exception:
-            pass
+            await call.ended  # hangup/stop (the handler's return closes the connection) or closed
         finally:
-            if agent is not None:
-                agent.cancel()
+            closed.cancel()
+            call.finished = True
+            if call.agent is not None:
+                call.agent.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await agent
-            self._out.write(orjson.dumps({"call": call, "recv": recv, "sent": sent, "clears": clears}) + b"\n")
+                    await call.agent
+            self._out.write(
+                orjson.dumps({"call": call.call, "recv": call.recv, "sent": call.sent, "clears": call.clears}) + b"\n"
+            )
             self._out.flush()
 
     async def talk(self, ws: ServerConnection, sent: list[list[float]], clears: list[float]) -> None:
@@ -105,13 +85,73 @@ class Peer:
         await asyncio.sleep(0.2 + self.random.random() * 0.5)
         while True:
             for payload in self.frames:
-                await ws.send(b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', text=True)
+                if not send_now(ws, b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True):
+                    return
                 sent.append([time.monotonic(), FRAME_24K])
+                if ws.paused:  # the server is not reading: wait, as ``send`` would
+                    await ws.drain()
             # The caller "interrupts" while the platform is still playing this utterance.
             await asyncio.sleep(0.3 + self.random.random() * 1.2)
-            await ws.send(b'{"event":"clear"}', text=True)
+            if not send_now(ws, b'{"event":"clear"}', True):
+                return
             clears.append(time.monotonic())
             await asyncio.sleep(self.quiet)
+
+
+class _Call:
+    """One call's state; :meth:`on_message` runs inside the connection's read callback."""
+
+    __slots__ = ("agent", "call", "clears", "echo", "ended", "finished", "peer", "raw", "recv", "sent", "ws")
+
+    def __init__(self, peer: Peer, ws: DirectServerConnection) -> None:
+        self.peer = peer
+        self.ws = ws
+        self.echo = peer.mode == "echo"
+        self.call = "?"
+        self.raw = False
+        self.recv: list[list[float]] = []  # [time, payload bytes]
+        self.sent: list[list[float]] = []
+        self.clears: list[float] = []
+        self.agent: asyncio.Task[None] | None = None
+        self.ended: asyncio.Future[None] = ws.loop.create_future()
+        self.finished = False  # after hangup/stop or an error: later messages are not recorded
+
+    def end(self, _: object = None) -> None:
+        self.finished = True
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    def on_message(self, message: Message) -> None:
+        now = time.monotonic()
+        if self.finished:
+            return
+        try:
+            try:
+                data = orjson.loads(message)
+            except orjson.JSONDecodeError:
+                return
+            event = data.get("event")
+            if event == "media":
+                payload = data["media"]["payload"]
+                size = len(payload) * 3 // 4 - payload.count("=", -2)
+                self.recv.append([now, size])
+                if self.echo:
+                    if self.raw:
+                        send_now(self.ws, message, type(message) is str)
+                    else:
+                        send_now(self.ws, b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True)
+                    self.sent.append([time.monotonic(), size])
+            elif event == "start":
+                start = data.get("start", {})
+                # seed 000: otherLegCallId is the platform's call id; raw Twilio: start.callSid.
+                self.call = start.get("otherLegCallId") or start.get("callSid") or "?"
+                self.raw = "callSid" in start
+                if not self.echo:
+                    self.agent = asyncio.create_task(self.peer.talk(self.ws, self.sent, self.clears))
+            elif event in ("hangup", "stop"):
+                self.end()
+        except Exception:
+            self.end()
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -119,7 +159,21 @@ async def main_async(args: argparse.Namespace) -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(peer.handle, args.host, args.port, compression=None, max_size=None, ping_interval=None) as server:
+
+    def direct(connection: ServerConnection, request: Request) -> None:
+        assert isinstance(connection, DirectServerConnection)
+        connection.direct = True
+
+    async with serve(
+        peer.handle,
+        args.host,
+        args.port,
+        compression=None,
+        max_size=None,
+        ping_interval=None,
+        process_request=direct,
+        create_connection=DirectServerConnection,
+    ) as server:
         port = server.sockets[0].getsockname()[1] if hasattr(server, "sockets") else args.port
         print(f"ai_peer ready {port}", flush=True)
         await stop

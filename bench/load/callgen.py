@@ -7,6 +7,11 @@ Everything is timestamped with ``time.monotonic()``: frames sent, media frames r
 ``clear`` messages received. One JSON line per call goes to ``--record``.
 
 Bounded: every call ends after ``--seconds`` (plus a short close), whatever the server does.
+
+The generator shares the machine's cores with the server under test, so it is kept light: each
+call's messages arrive on a callback (:mod:`engine.io.direct`) and its frames are written by
+``loop.call_at`` callbacks, one per frame at its deadline, with no task switch, sleep or send
+coroutine per frame; its cost is the same whatever the target.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from websockets.asyncio.client import connect
 
 from bench.load.loop import run
 from bench.load.speech import speech
+from engine.io.direct import DirectClientConnection, Message, send_now
 
 with warnings.catch_warnings():  # bench only, as peers do; removed from Python 3.13
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -39,6 +45,10 @@ def frames_from_speech(payload_bytes: int = 160) -> tuple[list[str], str]:
     return [base64.b64encode(ulaw[i : i + 160] + pad).decode() for i in range(0, len(ulaw) - 159, 160)], source
 
 
+FRAME_S = 0.02
+WIND_DOWN_S = 2.0  # after ``stop``: how long to wait for the server's last messages
+
+
 async def one_call(
     url: str, index: int, run: str, frames: list[str], start_at: float, seconds: float, out: list[dict]
 ) -> None:
@@ -50,61 +60,121 @@ async def one_call(
     error = ""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start_at - loop.time()))
+
+    def on_message(message: Message) -> None:
+        now = time.monotonic()
+        try:
+            text = message if type(message) is str else message.decode()
+            if '"media"' in text:
+                payload = orjson.loads(text)["media"]["payload"]
+                recv.append([now, len(payload) * 3 // 4 - payload.count("=", -2)])
+            elif '"clear"' in text:
+                clears.append(now)
+        except Exception:
+            pass
+
     try:
-        async with connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=10) as ws:
-
-            async def receive() -> None:
-                async for message in ws:
-                    now = time.monotonic()
-                    text = message if isinstance(message, str) else message.decode()
-                    if '"media"' in text:
-                        payload = orjson.loads(text)["media"]["payload"]
-                        recv.append([now, len(payload) * 3 // 4 - payload.count("=", -2)])
-                    elif '"clear"' in text:
-                        clears.append(now)
-
-            reader = asyncio.create_task(receive())
-            await ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
-            await ws.send(
-                orjson.dumps(
-                    {
-                        "event": "start",
-                        "sequenceNumber": "1",
-                        "streamSid": stream,
-                        "start": {
-                            "accountSid": "ACbench",
-                            "streamSid": stream,
-                            "callSid": call,
-                            "tracks": ["inbound"],
-                            "customParameters": {},
-                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                        },
-                    }
-                ).decode()
-            )
-            count = int(seconds * 50)
-            begin = loop.time()
-            for k in range(count):
-                deadline = begin + k * 0.02
-                delay = deadline - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                payload = frames[k % len(frames)]
-                await ws.send(
-                    f'{{"event":"media","sequenceNumber":"{k + 2}","media":{{"track":"inbound","chunk":"{k + 1}",'
-                    f'"timestamp":"{k * 20}","payload":"{payload}"}},"streamSid":"{stream}"}}'
-                )
-                sent.append(time.monotonic())
-            await ws.send(
-                f'{{"event":"stop","sequenceNumber":"{count + 2}","stop":{{"accountSid":"ACbench",'
-                f'"callSid":"{call}"}},"streamSid":"{stream}"}}'
-            )
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(reader, timeout=2.0)
-            reader.cancel()
+        ws = await connect(
+            url,
+            compression=None,
+            max_size=None,
+            ping_interval=None,
+            open_timeout=10,
+            create_connection=DirectClientConnection,
+        )
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        out.append({"call": call, "sent": sent, "recv": recv, "clears": clears, "error": _error(exc)})
+        return
+    assert isinstance(ws, DirectClientConnection)
+    try:
+        ws.attach(on_message)
+        start = orjson.dumps(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "streamSid": stream,
+                "start": {
+                    "accountSid": "ACbench",
+                    "streamSid": stream,
+                    "callSid": call,
+                    "tracks": ["inbound"],
+                    "customParameters": {},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        )
+        if not (
+            send_now(ws, '{"event":"connected","protocol":"Call","version":"1.0.0"}', True)
+            and send_now(ws, start, True)
+        ):
+            raise _closed(ws)
+        count = int(seconds * 50)
+        stop = (
+            f'{{"event":"stop","sequenceNumber":"{count + 2}","stop":{{"accountSid":"ACbench",'
+            f'"callSid":"{call}"}},"streamSid":"{stream}"}}'
+        )
+        begin = loop.time()
+        done: asyncio.Future[bool] = loop.create_future()  # True: all frames and stop were sent
+        n_frames = len(frames)
+
+        def tick(k: int) -> None:
+            """Send frame ``k`` (at its deadline, ``begin + k * 20 ms``), then schedule the next."""
+            if done.done():
+                return
+            payload = frames[k % n_frames]
+            if not send_now(
+                ws,
+                f'{{"event":"media","sequenceNumber":"{k + 2}","media":{{"track":"inbound","chunk":"{k + 1}",'
+                f'"timestamp":"{k * 20}","payload":"{payload}"}},"streamSid":"{stream}"}}',
+                True,
+            ):
+                done.set_result(False)
+                return
+            sent.append(time.monotonic())
+            k += 1
+            if k < count:
+                loop.call_at(begin + k * FRAME_S, tick, k)
+            else:
+                done.set_result(send_now(ws, stop, True))
+
+        if count > 0:
+            tick(0)
+        else:
+            done.set_result(send_now(ws, stop, True))
+        try:
+            # Each tick runs at its deadline or, when the loop is late, as soon as it can: done well
+            # before this bound unless the process is starved.
+            async with asyncio.timeout(seconds + 30.0):
+                completed = await done
+        finally:
+            if not done.done():
+                done.set_result(False)  # stops the ticks
+        if not completed:
+            raise _closed(ws)
+        # The server's last messages (the tail of the echo): up to 2 s, or until it closes.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WIND_DOWN_S):
+                await ws.wait_closed()
+    except Exception as exc:
+        error = _error(exc)
+    finally:
+        ws.attach(_ignore)  # what arrives while closing is not recorded
+        with contextlib.suppress(Exception):
+            await ws.close()
     out.append({"call": call, "sent": sent, "recv": recv, "clears": clears, "error": error})
+
+
+def _ignore(message: Message) -> None:
+    pass
+
+
+def _closed(ws: DirectClientConnection) -> ConnectionError:
+    close = ws.protocol.close_rcvd
+    return ConnectionError(f"connection closed while sending ({f'received {close}' if close else 'no close frame'})")
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def main_async(args: argparse.Namespace) -> None:
