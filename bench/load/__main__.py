@@ -36,7 +36,7 @@ from bench.load import analysis
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
-TARGETS = ("callbridge", "bare", "naive")
+TARGETS = ("callbridge", "bare", "bare-direct", "naive")
 QUIET_MS = 600
 
 
