@@ -3,6 +3,16 @@
 :class:`Metrics` owns every metric; the bridge and server call its small helpers. Label
 values are bounded (provider names from the specs, outcomes and reasons from fixed sets), so
 cardinality stays small however many calls run.
+
+``Metrics(multiprocess=True)`` is for the worker processes of ``callbridge serve --workers N``
+(:mod:`engine.io.workers`): prometheus_client's multiprocess mode, where every process writes
+its values to files in ``$PROMETHEUS_MULTIPROC_DIR`` (which must be set before
+prometheus_client is first imported) and :meth:`Metrics.render` adds up every process's files,
+so whichever worker is scraped answers for all of them. The active-calls gauge is summed over
+live processes only (``livesum``). Frames cannot be read from other processes' calls at scrape
+time, so there ``callbridge_frames_total`` is a real counter: :class:`FrameCounter` adds each
+call's frames when it ends and folds in live calls' progress when :meth:`Metrics.fold` runs
+(the server does that every second), so live calls' frames show up to a second late.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from engine.core.actions import Notice
@@ -65,10 +76,54 @@ class FrameCounts(Collector):
         yield family
 
 
+class FrameCounter:
+    """``callbridge_frames_total`` as a real counter, for multiprocess mode (see the module doc).
+
+    Same interface as :class:`FrameCounts` plus :meth:`fold`; the hot path still only bumps
+    the call core's own frame counts. Each live call remembers what has been added for it so
+    far; :meth:`fold` adds the difference, :meth:`call_ended` adds the rest and forgets it.
+    """
+
+    def __init__(self, live: Callable[[], Iterable[Any]], registry: CollectorRegistry) -> None:
+        self._live = live
+        counter = Counter(
+            "callbridge_frames",
+            "WebSocket frames by leg and direction",
+            ["leg", "direction"],
+            registry=registry,
+        )
+        self._children = [counter.labels(leg, d) for leg in _LEGS for d in ("in", "out")]
+        self._added: dict[Any, tuple[int, int, int, int]] = {}  # live session -> counts added
+
+    @staticmethod
+    def _counts(session: Any) -> tuple[int, int, int, int]:
+        tel, ai = session.tel, session.ai
+        return (tel.frames_in, tel.frames_out, ai.frames_in, ai.frames_out)
+
+    def _add(self, now: tuple[int, int, int, int], before: tuple[int, int, int, int]) -> None:
+        for child, n, b in zip(self._children, now, before, strict=True):
+            if n > b:
+                child.inc(n - b)
+
+    def call_ended(self, session: Any) -> None:
+        self._add(self._counts(session), self._added.pop(session, (0, 0, 0, 0)))
+
+    def fold(self) -> None:
+        for session in self._live():
+            now = self._counts(session)
+            self._add(now, self._added.get(session, (0, 0, 0, 0)))
+            self._added[session] = now
+
+
 class Metrics:
-    def __init__(self, live_sessions: Callable[[], Iterable[Any]] = tuple) -> None:
+    def __init__(
+        self, live_sessions: Callable[[], Iterable[Any]] = tuple, *, multiprocess: bool = False
+    ) -> None:
+        self.multiprocess = multiprocess
         r = self.registry = CollectorRegistry()
-        self.active_calls = Gauge("callbridge_active_calls", "calls in progress", registry=r)
+        self.active_calls = Gauge(
+            "callbridge_active_calls", "calls in progress", registry=r, multiprocess_mode="livesum"
+        )
         self.calls = Counter(
             "callbridge_calls",
             "finished calls by provider and outcome",
@@ -81,8 +136,12 @@ class Metrics:
             ["status"],
             registry=r,
         )
-        self.frames = FrameCounts(live_sessions)
-        r.register(self.frames)
+        self.frames: FrameCounts | FrameCounter
+        if multiprocess:
+            self.frames = FrameCounter(live_sessions, r)
+        else:
+            self.frames = FrameCounts(live_sessions)
+            r.register(self.frames)
         self.bad_messages = Counter(
             "callbridge_bad_messages",
             "messages refused by a protocol policy, by reason",
@@ -128,5 +187,15 @@ class Metrics:
         elif code == "clear":
             self.clears.inc()
 
+    def fold(self) -> None:
+        """Multiprocess mode: add live calls' frames so far to the shared counter (else no-op)."""
+        if isinstance(self.frames, FrameCounter):
+            self.frames.fold()
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self.fold()  # this process's own live calls, fresh; the others' are up to a second old
+        aggregate = CollectorRegistry()
+        MultiProcessCollector(aggregate)
+        return generate_latest(aggregate)
