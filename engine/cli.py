@@ -115,6 +115,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_main(args)
 
 
+def _worker_count(text: str) -> int:
+    from engine.io.workers import MAX_WORKERS
+
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_WORKERS}, not {count}")
+    return count
+
+
 def _cmd_call(args: argparse.Namespace) -> int:
     from engine.io.callsim import call_main
 
@@ -159,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file (YAML)")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=None,
+        help="worker processes sharing the port with SO_REUSEPORT (default: the config's workers, else 1)",
+    )
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=_cmd_serve)
 
     call = sub.add_parser("call", help="a simulated phone call against a running server")

@@ -93,6 +93,7 @@ class Config:
     limits: Limits = Limits()
     ai_failure: AIFailurePolicy = AIFailurePolicy()
     routes: tuple[Route, ...] = ()
+    workers: int = 1  # processes serving the port (engine.io.workers); 1: this process alone
     file: str | None = None
 
     def route_for(self, agent_id: int, outlet_id: int) -> Target | None:
@@ -227,5 +228,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         limits=limits,
         ai_failure=policy,
         routes=routes,
+        workers=data.get("workers", DEFAULT.workers),
         file=str(path),
     )

@@ -15,6 +15,11 @@ Signals: SIGTERM (and SIGINT) drain: no new calls, live calls get ``drain_timeou
 their own, then both legs are hung up cleanly. SIGHUP reloads specs and config for new calls;
 live calls keep what they started with, and a broken new spec or config is logged with its
 located errors and ignored.
+
+``callbridge serve --workers N`` (or ``workers: N`` in the config file) with N > 1 runs a
+supervisor instead (:mod:`engine.io.workers`) whose N workers are each a ``BridgeServer`` with
+``worker=I``: listening with SO_REUSEPORT on the shared port, metrics in prometheus_client's
+multiprocess mode, a ``worker`` field on every log line.
 """
 
 from __future__ import annotations
@@ -42,12 +47,15 @@ from engine.io.echo import echo_ai
 from engine.io.logs import JsonLog
 from engine.io.metrics import Metrics
 from engine.io.routing import ADAPTER_PREFIX, ECHO_PATH, Refusal, parse_adapter_path
+from engine.io.workers import WorkerLog, announce_ready, check_worker_env, supervise, supervisor_gone
 from engine.spec.detect import detect_provider
 from engine.spec.loader import SpecSet, load_specs
 
 _PENDING_ATTR = "_callbridge_call"  # what process_request decided, kept on the connection
 AUTO = "auto"  # /ws-adapter/auto/...: the platform is detected from its first message(s)
 AUTO_DETECT_TIMEOUT_S = 10.0
+#: worker mode: how often live calls' frame counts are folded into the shared metrics
+FRAME_FOLD_INTERVAL_S = 1.0
 
 
 class BridgeServer:
@@ -60,12 +68,16 @@ class BridgeServer:
         *,
         log: JsonLog | None = None,
         spec_root: Path | None = None,
+        worker: int | None = None,
     ) -> None:
         self.config = config
         self.specs = specs
         self.spec_root = spec_root
+        self.worker = worker  # None: a lone server; else its index among `serve --workers N`
         self.log = log or JsonLog(level=config.log_level, show_numbers=config.show_numbers)
-        self.metrics = Metrics(lambda: [bridge.session for bridge in list(self.bridges)])
+        self.metrics = Metrics(
+            lambda: [bridge.session for bridge in list(self.bridges)], multiprocess=worker is not None
+        )
         self.bridges: set[CallBridge] = set()
         self.ready = False
         self.draining = False
@@ -74,12 +86,15 @@ class BridgeServer:
         self.echo_url = ""
         self._ctx = self._context(config)
         self._stopped = asyncio.Event()
+        self._fold_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: str | None = None, port: int | None = None) -> None:
         host = host if host is not None else self.config.host
         port = port if port is not None else self.config.port
+        # a worker shares its port with the others: the kernel spreads connections over them
+        extra: dict[str, Any] = {"reuse_port": True} if self.worker is not None else {}
         try:
             self.server = await serve(
                 self._handler,
@@ -92,6 +107,7 @@ class BridgeServer:
                 ping_interval=None,  # platforms do not answer pings reliably; idle timeout instead
                 server_header="callbridge",
                 create_connection=DirectServerConnection,
+                **extra,
             )
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -102,11 +118,19 @@ class BridgeServer:
         self._ctx = self._context(self.config)
         self.log.event(
             "info",
-            "server.listening",
+            "server.listening" if self.worker is None else "worker.listening",
             f"listening on ws://{host}:{self.port}",
             fields={"host": host, "port": self.port, "specs": str(self.specs.root)},
         )
         asyncio.get_running_loop().create_task(self._warm_up())
+        if self.metrics.multiprocess:
+            self._fold_task = asyncio.get_running_loop().create_task(self._fold_frames())
+
+    async def _fold_frames(self) -> None:
+        """Worker mode: live calls' frames into the shared counter, every second (see metrics)."""
+        while True:
+            await asyncio.sleep(FRAME_FOLD_INTERVAL_S)
+            self.metrics.fold()
 
     async def _warm_up(self) -> None:
         try:
@@ -155,6 +179,9 @@ class BridgeServer:
         await self.close()
 
     async def close(self) -> None:
+        if self._fold_task is not None:
+            self._fold_task.cancel()
+            self.metrics.fold()
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):
@@ -427,25 +454,63 @@ def _install_signals(server: BridgeServer, config_file: str | None) -> None:
             loop.add_signal_handler(sig, fn)
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    config = load_config(args.config) if getattr(args, "config", None) else DEFAULT
-    spec_root = Path(args.specs) if getattr(args, "specs", None) else None
-    specs = await asyncio.to_thread(load_specs, spec_root or config.specs)
+def _load_specs(config: Config, spec_root: Path | None) -> SpecSet:
+    specs = load_specs(spec_root or config.specs)
     errors = config.check_specs(specs.ai_providers)
     if errors:
         raise SpecErrors(errors)
-    server = BridgeServer(config, specs, spec_root=spec_root)
+    return specs
+
+
+async def _watch_supervisor(server: BridgeServer, supervisor: int) -> None:
+    """Worker mode: drain if the supervisor goes away without telling us (e.g. SIGKILL)."""
+    while not server.draining:
+        if supervisor_gone(supervisor):
+            server.log.event("warning", "worker.orphaned", "the supervisor is gone: draining")
+            await server.drain()
+            return
+        await asyncio.sleep(1.0)
+
+
+async def _serve(args: argparse.Namespace, config: Config, supervisor: int | None = None) -> int:
+    spec_root = Path(args.specs) if getattr(args, "specs", None) else None
+    specs = await asyncio.to_thread(_load_specs, config, spec_root)
+    worker: int | None = getattr(args, "worker_index", None)
+    log = None
+    if worker is not None:
+        log = WorkerLog(worker, level=config.log_level, show_numbers=config.show_numbers)
+    server = BridgeServer(config, specs, log=log, spec_root=spec_root, worker=worker)
     await server.start(args.host, args.port)
     _install_signals(server, getattr(args, "config", None))
+    watcher = None
+    if worker is not None:
+        announce_ready()
+        assert supervisor is not None
+        watcher = asyncio.get_running_loop().create_task(_watch_supervisor(server, supervisor))
     await server.wait_closed()
+    if watcher is not None:
+        watcher.cancel()
     return 0
 
 
 def serve_main(args: argparse.Namespace) -> int:
-    """Run ``callbridge serve`` until drained; errors are raised for the CLI to print."""
+    """Run ``callbridge serve`` until drained; errors are raised for the CLI to print.
+
+    One process unless ``--workers`` (or the config's ``workers``) asks for more: then this
+    process supervises that many workers (:func:`engine.io.workers.supervise`)."""
+    config = load_config(args.config) if getattr(args, "config", None) else DEFAULT
+    workers = getattr(args, "workers", None)
+    workers = config.workers if workers is None else workers
+    supervisor = None
+    if getattr(args, "worker_index", None) is not None:
+        supervisor = check_worker_env()
+    elif workers > 1:
+        # the specs are checked here too, so that a mistake is reported once, before any worker
+        _load_specs(config, Path(args.specs) if getattr(args, "specs", None) else None)
+        return supervise(args, config, workers)
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(args, config, supervisor))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(args))
+        return runner.run(_serve(args, config, supervisor))
