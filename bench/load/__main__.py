@@ -38,6 +38,7 @@ RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 TARGETS = ("callbridge", "bare", "bare-direct", "naive")
 QUIET_MS = 600
+WORKERS = 1  # callbridge serve --workers (--workers on the command line)
 
 
 def free_port() -> int:
@@ -71,6 +72,7 @@ def start_ai_peer(mode: str, record: Path) -> tuple[subprocess.Popen[str], int]:
 
 
 def start_target(target: str, ai_port: int, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+    """Start a server under test; callbridge runs with ``WORKERS`` worker processes."""
     ai_url = f"ws://127.0.0.1:{ai_port}"
     if target == "callbridge":
         port = free_port()
@@ -80,7 +82,7 @@ def start_target(target: str, ai_port: int, workdir: Path) -> tuple[subprocess.P
             f"limits: {{max_calls: 5000}}\nroutes:\n  - ai: default\n    url: {ai_url}\n"
         )
         proc = subprocess.Popen(
-            [str(Path(PY).parent / "callbridge"), "serve", "--config", str(config)],
+            [str(Path(PY).parent / "callbridge"), "serve", "--config", str(config), "--workers", str(WORKERS)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=(workdir / "server.log").open("w"),
@@ -142,12 +144,25 @@ def start_generator(
 
 
 def _cpu_seconds(proc: psutil.Process) -> float | None:
-    """User + system CPU seconds of ``proc`` so far (None once it has exited)."""
+    """User + system CPU seconds of ``proc`` and its child processes so far (a server with
+    several workers is a tree); None once it has exited."""
+    total = 0.0
     try:
-        times = proc.cpu_times()
+        for one in (proc, *proc.children(recursive=True)):
+            times = one.cpu_times()
+            total += times.user + times.system
     except psutil.Error:
         return None
-    return times.user + times.system
+    return total
+
+
+def _rss(proc: psutil.Process) -> int:
+    """Resident memory of ``proc`` and its child processes, in bytes."""
+    total = 0
+    for one in (proc, *proc.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            total += one.memory_info().rss
+    return total
 
 
 def _cores(before: float | None, after: float | None, seconds: float) -> float | None:
@@ -173,7 +188,7 @@ def run_step(
     share the machine's cores with it, so their load is part of what the step measured."""
     proc = psutil.Process(server.pid)
     peer = psutil.Process(ai_peer.pid)
-    rss_idle = proc.memory_info().rss
+    rss_idle = _rss(proc)
     record = workdir / f"gen-{run_id}.jsonl"
     ramp = min(2.0, 0.01 * calls + 0.3)
     gen = start_generator(url, calls, seconds, ramp, run_id, record)
@@ -182,16 +197,16 @@ def run_step(
     warm = ramp + 1.0
     window = max(1.0, seconds - warm - 0.5)
     time.sleep(0.2 + warm)
-    cpu0, gen0, peer0 = proc.cpu_times(), _cpu_seconds(gen_proc), _cpu_seconds(peer)
+    cpu0, gen0, peer0 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
     t0 = time.monotonic()
     time.sleep(window / 2)
-    rss_peak = proc.memory_info().rss
+    rss_peak = _rss(proc)
     time.sleep(window / 2)
-    cpu1, gen1, peer1 = proc.cpu_times(), _cpu_seconds(gen_proc), _cpu_seconds(peer)
+    cpu1, gen1, peer1 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
     t1 = time.monotonic()
     gen.wait(timeout=seconds + 60)
     time.sleep(1.0)  # let the AI peer write its per-call lines
-    cpu_cores = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / (t1 - t0)
+    cpu_cores = _cores(cpu0, cpu1, t1 - t0) or 0.0
     gens = {row["call"]: row for row in read_lines(record)}
     ais = {row["call"]: row for row in read_lines(ai_record) if row["call"] in gens}
     up, down = analysis.Direction(), analysis.Direction()
@@ -348,7 +363,7 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
             record = workdir / "gen-soak.jsonl"
             gen = start_generator(url, calls, 30, 1.0, "soak", record)
             while gen.poll() is None:
-                samples.append((time.monotonic() - begin, proc.memory_info().rss / 2**20))
+                samples.append((time.monotonic() - begin, _rss(proc) / 2**20))
                 time.sleep(5)
             ai_record.write_bytes(b"")  # keep the peer's log from growing without bound
     finally:
@@ -401,7 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-calls", type=int, default=100)
     parser.add_argument("--soak-only", action="store_true", help="skip the ramp; merge into an existing --out")
     parser.add_argument("--out", default=str(RESULTS / "load.json"))
+    parser.add_argument(
+        "--workers", type=int, default=1, help="run callbridge serve with this many worker processes (one port)"
+    )
     args = parser.parse_args(argv)
+    global WORKERS
+    WORKERS = args.workers
     if args.quick:
         args.steps, args.seconds, args.repeats, args.bargein_calls = "10,25,50", 5.0, 1, 10
     steps = [int(s) for s in args.steps.split(",")]
@@ -418,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
         "seconds": args.seconds,
         "repeats": args.repeats,
+        "workers": args.workers,
         "targets": {},
         "bargein": {},
     }
