@@ -22,8 +22,18 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import OPEN
+from websockets.streams import StreamReader
 
-from engine.io.direct import HOLD_LIMIT, SLICE_BYTES, DirectClientConnection, DirectServerConnection, Message, send_now
+from engine.io.direct import (
+    HOLD_LIMIT,
+    SLICE_BYTES,
+    DirectClientConnection,
+    DirectServerConnection,
+    MaskKeys,
+    Message,
+    frame_bytes,
+    send_now,
+)
 
 T = TypeVar("T")
 WAIT_S = 10.0  # bound on any single wait; a healthy run takes milliseconds
@@ -396,6 +406,74 @@ def test_send_now_writes_while_open_and_reports_false_once_closed(run: Runner) -
     run(body)
 
 
+def _parse(wire: bytes, masked: bool) -> Frame:
+    """``websockets``' own parser on one serialized frame."""
+    reader = StreamReader()
+    reader.feed_data(wire)
+    parser = Frame.parse(reader.read_exact, mask=masked)
+    try:
+        next(parser)
+    except StopIteration as done:
+        assert not reader.buffer, "the frame has trailing bytes"
+        return done.value
+    raise AssertionError("incomplete frame")
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 1280, 65535, 65536, 70000])
+@pytest.mark.parametrize("text", [True, False])
+def test_frame_bytes_is_what_websockets_writes(length: int, text: bool) -> None:
+    payload = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
+    # unmasked (server side): byte for byte websockets' serialization
+    reference = Frame(Opcode.TEXT if text else Opcode.BINARY, payload).serialize(mask=False)
+    assert frame_bytes(payload, text, masked=False) == reference
+    # masked (client side): websockets' parser unmasks it to the same frame
+    wire = frame_bytes(payload, text, masked=True)
+    assert wire[1] & 0x80 and len(wire) == len(reference) + 4
+    frame = _parse(wire, masked=True)
+    assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT if text else Opcode.BINARY, True, payload)
+
+
+def test_mask_keys_are_fresh_and_refilled_from_the_kernel() -> None:
+    keys = MaskKeys()
+    taken = [keys.take() for _ in range(3 * MaskKeys.POOL_BYTES // 4)]  # three refills
+    assert all(len(key) == 4 for key in taken)
+    assert len(set(taken)) > len(taken) * 0.99  # 32-bit keys: collisions are rare
+    keys.forget()
+    assert keys.take() not in taken[-1:]
+
+
+def test_a_forked_child_does_not_reuse_its_parents_mask_keys() -> None:
+    from engine.io import direct
+
+    direct.MASK_KEYS.take()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next key, to the parent
+        os.write(write, direct.MASK_KEYS.take())
+        os._exit(0)
+    os.close(write)
+    child_key = os.read(read, 4)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent_key = direct.MASK_KEYS.take()
+    assert len(child_key) == 4 and child_key != parent_key
+
+
+def test_send_now_goes_through_websockets_while_a_control_frame_is_queued(run: Runner) -> None:
+    async def body() -> None:
+        async with direct_server() as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            got = Collector()
+            client.attach(got)
+            ws.protocol.send_ping(b"p1")  # queued in the protocol, not yet written
+            assert ws.protocol.writes
+            assert send_now(ws, "after the ping", True) is True
+            assert not ws.protocol.writes  # both written, the ping first
+            assert await got.until(1) == ["after the ping"]
+
+    run(body)
+
+
 def test_send_now_while_closing_returns_false(run: Runner) -> None:
     async def body() -> None:
         async with direct_server() as peer, direct_client(peer.url) as client:
@@ -548,7 +626,8 @@ def test_a_connection_lost_in_the_middle_of_a_large_read_stops_cleanly(run: Runn
             await ws.wait_closed()
             await asyncio.sleep(0)  # any slice still scheduled runs now
             assert 1 <= len(got.messages) < 200
-            assert got.messages[0].startswith("0000")
+            first = got.messages[0]
+            assert isinstance(first, str) and first.startswith("0000")
         assert errors == []
 
     run(body)
