@@ -307,7 +307,6 @@ class MaskKeys:
         self._at = at + 4
         return self._pool[at : at + 4]
 
-
     def forget(self) -> None:
         """Drop the pool (a forked child must not reuse its parent's keys)."""
         self._pool, self._at = b"", 0
