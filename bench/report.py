@@ -261,6 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Each step is the median of {load['repeats']} run(s) of {load['seconds']:.0f} s.",
         "",
     ]
+    pinned = load.get("pinned")
+    if pinned:
+        lines += [
+            f"This run was pinned (`--pin`): the server under test on CPU(s) {pinned['server']}, the generator "
+            f"and the AI peer on {pinned['harness']}. A step whose generator and AI peer together use most of "
+            "their CPUs measures the harness, not the server.",
+            "",
+        ]
     for name in ("core_report.txt", "dsp_report.txt"):
         report = RESULTS / name
         if report.exists():
