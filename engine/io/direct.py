@@ -33,7 +33,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode, apply_mask
-from websockets.protocol import CLIENT, OPEN
+from websockets.protocol import CLIENT, OPEN, SERVER
+from websockets.streams import StreamReader
 
 OP_TEXT, OP_BINARY, OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 #: a read larger than this is parsed in slices, one per event-loop turn (a 24 kHz pcm16 frame in
@@ -65,6 +66,8 @@ class DirectDelivery:
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._failed = False  # failed for invalid UTF-8: nothing more is read from the peer
+        self._partial = bytearray()  # the start of a frame whose end has not arrived yet
+        self._aligned = False  # websockets' parser waits at a frame boundary: whole frames may skip it
 
     # ------------------------------------------------------------------ receiving
 
@@ -128,17 +131,20 @@ class DirectDelivery:
                 return True
         else:
             message = data
+        self._deliver(message)
+        return True
+
+    def _deliver(self, message: Message) -> None:
         callback = self.on_message
         if callback is not None:
             callback(message)
-            return True
+            return
         self._held.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if len(self._held) >= HOLD_LIMIT:
             self.pause_reading_for("held")
-        return True
 
     def _flush_protocol(self) -> None:
         for data in self.protocol.data_to_send():
@@ -158,7 +164,7 @@ class DirectDelivery:
             self._backlog += data
             return
         if self.on_message is None or len(data) <= SLICE_BYTES:
-            super().data_received(data)  # type: ignore[misc]
+            self._feed(data)
             return
         self._backlog = bytearray(data)
         self._next_slice()
@@ -169,12 +175,110 @@ class DirectDelivery:
             return  # the connection was lost meanwhile
         piece = bytes(backlog[:SLICE_BYTES])
         del backlog[:SLICE_BYTES]
-        super().data_received(piece)  # type: ignore[misc]
+        self._feed(piece)
         if backlog:
             self.pause_reading_for("backlog")
             self.loop.call_soon(self._next_slice)
         else:
             self.resume_reading_for("backlog")
+
+    # ------------------------------------------------------------------ whole frames
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``: whole unfragmented text and binary frames here, everything else by
+        ``websockets``, in order.
+
+        ``websockets`` parses each frame through a chain of generators, a stream buffer and a
+        ``Frame`` object, about as much work as the call core spends on the frame. Here a data
+        frame is checked exactly as ``websockets`` checks it (no reserved bits, masked by a
+        client and only by a client, within ``max_size``, no fragmented message under way,
+        connection open, no extensions), unmasked and delivered. Anything else (control
+        frames, fragments, a frame ``websockets`` would reject) is handed to ``websockets``
+        whole, so its parser is always left at a frame boundary; the tail of a frame still
+        arriving waits in ``_partial`` (at most ``max_size``, as ``websockets`` would buffer).
+        """
+        protocol = self.protocol
+        if not self._aligned and not self._align():
+            super().data_received(data)  # type: ignore[misc]
+            return
+        partial = self._partial
+        if partial:
+            partial += data
+            buf: bytes | bytearray = partial
+        else:
+            buf = data
+        size = len(buf)
+        at = 0
+        from_client = protocol.side is SERVER
+        while size - at >= 2:
+            head1, head2 = buf[at], buf[at + 1]
+            length = head2 & 0x7F
+            start = at + 2
+            if length == 126:
+                if size - start < 2:
+                    break
+                length = int.from_bytes(buf[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if size - start < 8:
+                    break
+                length = int.from_bytes(buf[start : start + 8], "big")
+                start += 8
+            masked = head2 & 0x80
+            if masked:
+                start += 4
+            end = start + length
+            fast = (
+                head1 in (_FIN_TEXT, _FIN_BINARY)
+                and bool(masked) == from_client
+                and protocol.state is OPEN
+                and protocol.current_size is None
+                and not protocol.extensions
+                and not self._failed
+                and (protocol.max_message_size is None or length <= protocol.max_message_size)
+                and (protocol.max_fragment_size is None or length <= protocol.max_fragment_size)
+            )
+            if not fast and (protocol.state is not OPEN or length > (protocol.max_message_size or length)):
+                # closing, or a frame websockets will refuse at its header: let it see the rest
+                self._partial = bytearray()
+                self._aligned = False
+                super().data_received(bytes(buf[at:]))  # type: ignore[misc]
+                return
+            if end > size:
+                break
+            if fast:
+                payload = apply_mask(buf[start:end], bytes(buf[start - 4 : start])) if masked else bytes(buf[start:end])
+                if head1 == _FIN_TEXT:
+                    try:
+                        message: Message = payload.decode()
+                    except UnicodeDecodeError:  # websockets' way, which fails the connection
+                        super().data_received(bytes(buf[at:end]))  # type: ignore[misc]
+                        at = end
+                        continue
+                else:
+                    message = payload
+                self._deliver(message)
+            else:
+                super().data_received(bytes(buf[at:end]))  # type: ignore[misc]
+            at = end
+        if at == size:
+            self._partial = bytearray()
+        elif partial:
+            del partial[:at]
+        else:
+            self._partial = bytearray(buf[at:])
+
+    def _align(self) -> bool:
+        """Whether ``websockets``' parser waits for the next frame with nothing buffered (once it
+        does, it is only ever given whole frames, so it stays that way)."""
+        protocol = self.protocol
+        if not self.direct or protocol.state is not OPEN or protocol.reader.buffer or protocol.extensions:
+            return False
+        waiting = protocol.parser
+        while getattr(waiting, "gi_yieldfrom", None) is not None:
+            waiting = waiting.gi_yieldfrom
+        self._aligned = getattr(waiting, "gi_code", None) is _AT_EOF
+        return self._aligned
 
     # ------------------------------------------------------------------ flow control
 
@@ -204,6 +308,7 @@ class DirectDelivery:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._backlog.clear()
+        self._partial.clear()
         super().connection_lost(exc)  # type: ignore[misc]
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -264,6 +369,7 @@ def send_now(ws: ServerConnection | ClientConnection, data: Message, text: bool)
     return True
 
 
+_AT_EOF = StreamReader.at_eof.__code__  # where websockets' parser waits between frames
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
 _FIN_TEXT, _FIN_BINARY = 0x80 | OP_TEXT, 0x80 | OP_BINARY
 

@@ -631,3 +631,102 @@ def test_a_connection_lost_in_the_middle_of_a_large_read_stops_cleanly(run: Runn
         assert errors == []
 
     run(body)
+
+
+# ---------------------------------------------------------------------- whole frames skip websockets' parser
+
+
+def _wire(client: ClientConnection, frames: list[Frame]) -> bytes:
+    """The bytes ``websockets`` would write for these frames (masked: a client's)."""
+    for frame in frames:
+        client.protocol.send_frame(frame)
+    return b"".join(client.protocol.data_to_send())
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 130, 1000])
+def test_frames_cut_anywhere_arrive_whole_and_in_order_with_control_frames_between(run: Runner, piece: int) -> None:
+    """Reads split frames at every possible byte: headers, 16-bit lengths, masks, payloads. Pings
+    and a fragmented message in between go to websockets, whose parser must stay in step."""
+
+    async def body() -> None:
+        async with direct_server() as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            got = Collector()
+            ws.attach(got)
+            await barrier(client)  # the parser now waits between frames
+            pong = await client.ping(b"before")  # answered: the server's pong comes back
+            frames = [
+                Frame(Opcode.TEXT, "short ü".encode()),
+                Frame(Opcode.BINARY, bytes(range(200))),  # 16-bit length
+                Frame(Opcode.PING, b"between"),
+                Frame(Opcode.TEXT, b"x" * 70_000),  # 64-bit length
+                Frame(Opcode.TEXT, b"frag", fin=False),
+                Frame(Opcode.CONT, b"mented", fin=True),
+                Frame(Opcode.BINARY, b""),
+                Frame(Opcode.TEXT, b"last"),
+            ]
+            wire = _wire(client, frames)
+            for at in range(0, len(wire), piece):
+                client.transport.write(wire[at : at + piece])
+                if at % (piece * 64) == 0:
+                    await asyncio.sleep(0)  # separate reads
+            expected = ["short ü", bytes(range(200)), "x" * 70_000, "fragmented", b"", "last"]
+            assert await got.until(6) == expected
+            async with asyncio.timeout(WAIT_S):
+                await pong
+            await barrier(client)  # and websockets still answers pings after all that
+            assert got.messages == expected
+            assert ws._aligned  # the fast path was in use
+
+    run(body)
+
+
+def test_a_whole_frame_over_max_size_closes_with_1009(run: Runner) -> None:
+    async def body() -> None:
+        async with direct_server(max_size=1000) as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            got = Collector()
+            ws.attach(got)
+            await client.send("fits")
+            await barrier(client)
+            client.transport.write(_wire(client, [Frame(Opcode.TEXT, b"y" * 1001)]))
+            async with asyncio.timeout(WAIT_S):
+                await ws.wait_closed()
+            assert got.messages == ["fits"]
+            assert ws.protocol.close_sent is not None and ws.protocol.close_sent.code == 1009
+
+    run(body)
+
+
+def test_an_unmasked_frame_from_a_client_is_a_protocol_error(run: Runner) -> None:
+    async def body() -> None:
+        async with direct_server() as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            got = Collector()
+            ws.attach(got)
+            await barrier(client)
+            client.transport.write(frame_bytes(b"not masked", True, masked=False))
+            async with asyncio.timeout(WAIT_S):
+                await ws.wait_closed()
+            assert got.messages == []
+            assert ws.protocol.close_sent is not None and ws.protocol.close_sent.code == 1002
+
+    run(body)
+
+
+def test_messages_after_a_close_frame_in_the_same_read_are_left_to_websockets(run: Runner) -> None:
+    async def body() -> None:
+        async with direct_server() as peer, direct_client(peer.url) as client:
+            ws = await peer.accepted()
+            got = Collector()
+            ws.attach(got)
+            await barrier(client)
+            client.protocol.send_text(b"before")
+            client.protocol.send_close(1000, "bye")
+            client.transport.write(b"".join(client.protocol.data_to_send()) + frame_bytes(b"after", True, True))
+            async with asyncio.timeout(WAIT_S):
+                await ws.wait_closed()
+            assert got.messages == ["before"]  # RFC 6455 5.5.1: nothing after a close frame
+            assert ws.close_code == 1000
+
+    run(body)
