@@ -429,7 +429,7 @@ def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="callbridge load test against two baselines")
     parser.add_argument("--targets", default=",".join(TARGETS))
-    parser.add_argument("--steps", default="25,50,100,150,200,250,300,400")
+    parser.add_argument("--steps", default="25,50,75,100,125,150,175,200,250,300,400")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bargein-calls", type=int, default=50)
