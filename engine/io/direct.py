@@ -261,12 +261,10 @@ class DirectDelivery:
             else:
                 super().data_received(bytes(buf[at:end]))  # type: ignore[misc]
             at = end
-        if at == size:
-            self._partial = bytearray()
-        elif partial:
+        if partial:  # it was the buffer: keep its unparsed end
             del partial[:at]
-        else:
-            self._partial = bytearray(buf[at:])
+        elif at < size:  # (partial is self._partial, empty until now)
+            partial += buf[at:]
 
     def _align(self) -> bool:
         """Whether ``websockets``' parser waits for the next frame with nothing buffered (once it
