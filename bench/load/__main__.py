@@ -484,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         for target in args.targets.split(","):
             report["targets"][target] = ramp(target, steps, args.seconds, args.repeats, workdir)
-            report["bargein"][target] = bargein_scenario(target, args.bargein_calls, max(6.0, args.seconds), workdir)
+            if args.bargein_calls > 0:
+                seconds = max(6.0, args.seconds)
+                report["bargein"][target] = bargein_scenario(target, args.bargein_calls, seconds, workdir)
         if args.soak:
             report["soak"] = soak(args.soak_calls, args.soak, workdir)
         if "callbridge" in args.targets:

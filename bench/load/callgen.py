@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
-from bench.load.loop import run
+from bench.load.loop import freeze_startup_heap, run
 from bench.load.speech import speech
 from engine.io.direct import DirectClientConnection, Message, send_now
 
@@ -54,8 +54,11 @@ async def one_call(
 ) -> None:
     call = f"CA{run}{index:08d}"
     stream = f"MZ{run}{index:08d}"
+    # Flat lists of floats and ints: nothing per frame for the garbage collector to track, so no
+    # full collection (10-30 ms with per-frame [time, bytes] lists) stalls the generator mid-run.
     sent: list[float] = []
-    recv: list[list[float]] = []  # [time, payload bytes]
+    recv_at: list[float] = []
+    recv_bytes: list[int] = []
     clears: list[float] = []
     error = ""
     loop = asyncio.get_running_loop()
@@ -67,7 +70,8 @@ async def one_call(
             text = message if type(message) is str else message.decode()
             if '"media"' in text:
                 payload = orjson.loads(text)["media"]["payload"]
-                recv.append([now, len(payload) * 3 // 4 - payload.count("=", -2)])
+                recv_at.append(now)
+                recv_bytes.append(len(payload) * 3 // 4 - payload.count("=", -2))
             elif '"clear"' in text:
                 clears.append(now)
         except Exception:
@@ -83,7 +87,7 @@ async def one_call(
             create_connection=DirectClientConnection,
         )
     except Exception as exc:
-        out.append({"call": call, "sent": sent, "recv": recv, "clears": clears, "error": _error(exc)})
+        out.append({"call": call, "sent": sent, "recv": [], "clears": clears, "error": _error(exc)})
         return
     assert isinstance(ws, DirectClientConnection)
     try:
@@ -161,6 +165,7 @@ async def one_call(
         ws.attach(_ignore)  # what arrives while closing is not recorded
         with contextlib.suppress(Exception):
             await ws.close()
+    recv = list(zip(recv_at, recv_bytes, strict=True))  # [time, payload bytes]
     out.append({"call": call, "sent": sent, "recv": recv, "clears": clears, "error": error})
 
 
@@ -179,6 +184,7 @@ def _error(exc: BaseException) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     frames, source = frames_from_speech(args.payload_bytes)
+    freeze_startup_heap()
     out: list[dict] = []
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.2

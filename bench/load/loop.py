@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Coroutine
 from typing import Any
 
@@ -14,3 +15,10 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
     else:
         uvloop.run(main)
+
+
+def freeze_startup_heap() -> None:
+    """Move what start-up allocated (modules, numpy, websockets) out of the collector's sight, as
+    ``callbridge serve`` does: a full collection then walks only what the run itself keeps."""
+    gc.collect()
+    gc.freeze()

@@ -1,0 +1,46 @@
+"""The load harness end to end, small: a real callbridge server, the AI peer and the call
+generator as separate processes on loopback, a few calls for a few seconds.
+
+What it checks is the harness's own bookkeeping (every frame matched in both directions, no call
+failed, a barge-in's clear seen on both sides and nothing stale after it), not performance.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench.load import __main__ as load
+
+CALLS = 3
+SECONDS = 4.0
+
+
+def test_an_echo_step_matches_every_frame_both_ways(tmp_path: Path) -> None:
+    ai_record = tmp_path / "ai.jsonl"
+    ai_proc, ai_port = load.start_ai_peer("echo", ai_record)
+    server, url = load.start_target("callbridge", ai_port, tmp_path)
+    try:
+        step = load.run_step("callbridge", server, ai_proc, url, ai_record, CALLS, SECONDS, "t1", tmp_path, 960, False)
+    finally:
+        load.stop(server)
+        load.stop(ai_proc)
+    assert step["failed_calls"] == 0
+    # the analysis window starts after the ramp and warm-up and ends before the last frames
+    for direction in ("up", "down"):
+        figures = step[direction]
+        assert figures["frames"] >= CALLS * 50, (direction, figures)
+        assert figures["lost"] == 0 and figures["duplicated"] == 0, (direction, figures)
+        assert 0.0 < figures["p50"] <= figures["p99"] <= figures["max"] < 1000.0, (direction, figures)
+    assert step["server_cpu_cores"] > 0.0
+    assert step["jitter_p99_ms"] is not None and math.isfinite(step["jitter_p99_ms"])
+    assert load.within_limit(step) == (step["up"]["p99"] <= 20.0 and step["down"]["p99"] <= 20.0)
+
+
+def test_a_barge_in_clears_the_caller_with_nothing_stale(tmp_path: Path) -> None:
+    step = load.bargein_scenario("callbridge", CALLS, 6.0, tmp_path)
+    barge = step["bargein"]
+    assert step["failed_calls"] == 0
+    assert barge["clears"] >= CALLS  # each call's agent interrupts itself at least once in 6 s
+    assert barge["stale_frames"] == 0
+    assert 0.0 < barge["p50_ms"] <= barge["max_ms"] < 1000.0
