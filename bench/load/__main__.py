@@ -326,36 +326,58 @@ def keep_ramping(step: dict[str, Any]) -> bool:
     return step["up"]["lost"] == 0 and down.get("lost", 0) == 0 and step["failed_calls"] == 0 and not saturated
 
 
-def ramp(target: str, steps: list[int], seconds: float, repeats: int, workdir: Path) -> list[dict[str, Any]]:
-    results = []
-    ai_record = workdir / f"ai-{target}.jsonl"
-    ai_proc, ai_port = start_ai_peer("echo", ai_record)
-    server, url = start_target(target, ai_port, workdir)
-    ai_bytes = 160 if target.startswith("bare") else 960
+def ramp(targets: list[str], steps: list[int], seconds: float, repeats: int, workdir: Path) -> dict[str, list[Any]]:
+    """Ramp every target, interleaved: at each C, repeat ``r`` runs on each target in turn before
+    repeat ``r + 1``. A shared VM has spells, slower and faster, that last minutes; ramping the
+    targets one after the other would give each its own spell, while interleaving gives them the
+    same one at each step, so their ratios compare like with like. All servers and AI peers stay
+    up for the whole ramp (an idle one costs nothing); a target leaves the ramp once it is past
+    :func:`keep_ramping`."""
+    rigs: dict[str, tuple[subprocess.Popen[str], subprocess.Popen[str], str, Path, int]] = {}
+    results: dict[str, list[Any]] = {target: [] for target in targets}
     try:
-        # warm-up: a few calls so JIT, caches and the event loop are warm before measuring
-        run_step(target, server, ai_proc, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
+        for target in targets:
+            ai_record = workdir / f"ai-{target}.jsonl"
+            ai_bytes = 160 if target.startswith("bare") else 960
+            ai_proc, ai_port = start_ai_peer("echo", ai_record)
+            try:
+                server, url = start_target(target, ai_port, workdir)
+            except BaseException:
+                stop(ai_proc)
+                raise
+            rigs[target] = (ai_proc, server, url, ai_record, ai_bytes)
+            # warm-up: a few calls so JIT, caches and the event loop are warm before measuring
+            run_step(target, server, ai_proc, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
+        active = list(targets)
         for calls in steps:
-            runs = [
-                run_step(
-                    target, server, ai_proc, url, ai_record, calls, seconds, f"{calls:04d}{r}", workdir, ai_bytes, False
+            runs: dict[str, list[dict[str, Any]]] = {target: [] for target in active}
+            for r in range(repeats):
+                for target in active:
+                    peer, server, url, record, ai_bytes = rigs[target]
+                    run_id = f"{calls:04d}{r}"
+                    step = run_step(target, server, peer, url, record, calls, seconds, run_id, workdir, ai_bytes, False)
+                    runs[target].append(step)
+            for target in list(active):
+                step = median_step(runs[target])
+                results[target].append(step)
+                print(
+                    f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
+                    f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
+                    f"rss/call {step['rss_per_call_mib']:.3f} MiB, generator {_fmt_cores(step['generator_cpu_cores'])} "
+                    f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores",
+                    flush=True,
                 )
-                for r in range(repeats)
-            ]
-            step = median_step(runs)
-            results.append(step)
-            print(
-                f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
-                f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
-                f"rss/call {step['rss_per_call_mib']:.3f} MiB, generator {_fmt_cores(step['generator_cpu_cores'])} "
-                f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores",
-                flush=True,
-            )
-            if not keep_ramping(step):
+                if not keep_ramping(step):
+                    active.remove(target)
+                    ai_proc, server, *_ = rigs.pop(target)
+                    stop(server)
+                    stop(ai_proc)
+            if not active:
                 break
     finally:
-        stop(server)
-        stop(ai_proc)
+        for ai_proc, server, *_ in rigs.values():
+            stop(server)
+            stop(ai_proc)
     return results
 
 
@@ -482,8 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="cb-load-") as tmp:
         workdir = Path(tmp)
-        for target in args.targets.split(","):
-            report["targets"][target] = ramp(target, steps, args.seconds, args.repeats, workdir)
+        targets = args.targets.split(",")
+        report["targets"] = ramp(targets, steps, args.seconds, args.repeats, workdir)
+        for target in targets:
             if args.bargein_calls > 0:
                 seconds = max(6.0, args.seconds)
                 report["bargein"][target] = bargein_scenario(target, args.bargein_calls, seconds, workdir)
