@@ -268,7 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         "when the three together approach 2 cores, tail latency is set by contention). "
         "The machine is a shared VM: compare ratios within this run, not "
         "absolute numbers across runs. "
-        f"Each step is the median of {load['repeats']} run(s) of {load['seconds']:.0f} s.",
+        f"Each step is the median of {load['repeats']} run(s) of {load['seconds']:.0f} s"
+        + (
+            ", interleaved: at each C every repeat ran on each target in turn, so the VM's slower and faster "
+            "spells fell on all targets alike."
+            if load.get("interleaved")
+            else "."
+        ),
         "",
     ]
     pinned = load.get("pinned")

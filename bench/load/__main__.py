@@ -498,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "repeats": args.repeats,
         "workers": args.workers,
+        "interleaved": True,
         "pinned": {"server": PINNED[0], "harness": PINNED[1]} if PINNED else None,
         "targets": {},
         "bargein": {},
