@@ -507,10 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         targets = args.targets.split(",")
         report["targets"] = ramp(targets, steps, args.seconds, args.repeats, workdir)
-        for target in targets:
-            if args.bargein_calls > 0:
-                seconds = max(6.0, args.seconds)
-                report["bargein"][target] = bargein_scenario(target, args.bargein_calls, seconds, workdir)
+        for target in targets if args.bargein_calls > 0 else ():
+            seconds = max(6.0, args.seconds)
+            report["bargein"][target] = bargein_scenario(target, args.bargein_calls, seconds, workdir)
         if args.soak:
             report["soak"] = soak(args.soak_calls, args.soak, workdir)
         if "callbridge" in args.targets:

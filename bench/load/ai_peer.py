@@ -33,7 +33,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 
-from bench.load.loop import freeze_startup_heap, run
+from bench.load.loop import Stamps, freeze_startup_heap, run
 from engine.io.direct import DirectServerConnection, Message, send_now
 
 FRAME_24K = 960  # bytes of 20 ms pcm16 at 24 kHz
@@ -77,24 +77,21 @@ class Peer:
                     await call.agent
             record = {
                 "call": call.call,
-                "recv": list(zip(call.recv_at, call.recv_bytes, strict=True)),
-                "sent": list(zip(call.sent_at, call.sent_bytes, strict=True)),
+                "recv": call.recv.pairs(),
+                "sent": call.sent.pairs(),
                 "clears": call.clears,
             }
             self._out.write(orjson.dumps(record) + b"\n")
             self._out.flush()
 
-    async def talk(
-        self, ws: ServerConnection, sent_at: list[float], sent_bytes: list[int], clears: list[float]
-    ) -> None:
+    async def talk(self, ws: ServerConnection, sent: Stamps, clears: list[float]) -> None:
         """Utterances in bursts, a barge-in in each, then a quiet window."""
         await asyncio.sleep(0.2 + self.random.random() * 0.5)
         while True:
             for payload in self.frames:
                 if not send_now(ws, b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True):
                     return
-                sent_at.append(time.monotonic())
-                sent_bytes.append(FRAME_24K)
+                sent.add(time.monotonic(), FRAME_24K)
                 if ws.paused:  # the server is not reading: wait, as ``send`` would
                     await ws.drain()
             # The caller "interrupts" while the platform is still playing this utterance.
@@ -108,21 +105,7 @@ class Peer:
 class _Call:
     """One call's state; :meth:`on_message` runs inside the connection's read callback."""
 
-    __slots__ = (
-        "agent",
-        "call",
-        "clears",
-        "echo",
-        "ended",
-        "finished",
-        "peer",
-        "raw",
-        "recv_at",
-        "recv_bytes",
-        "sent_at",
-        "sent_bytes",
-        "ws",
-    )
+    __slots__ = ("agent", "call", "clears", "echo", "ended", "finished", "peer", "raw", "recv", "sent", "ws")
 
     def __init__(self, peer: Peer, ws: DirectServerConnection) -> None:
         self.peer = peer
@@ -130,12 +113,8 @@ class _Call:
         self.echo = peer.mode == "echo"
         self.call = "?"
         self.raw = False
-        # [time, payload bytes] per message, kept as flat lists of numbers: nothing per frame for
-        # the garbage collector to track (see callgen)
-        self.recv_at: list[float] = []
-        self.recv_bytes: list[int] = []
-        self.sent_at: list[float] = []
-        self.sent_bytes: list[int] = []
+        self.recv = Stamps()
+        self.sent = Stamps()
         self.clears: list[float] = []
         self.agent: asyncio.Task[None] | None = None
         self.ended: asyncio.Future[None] = ws.loop.create_future()
@@ -159,23 +138,20 @@ class _Call:
             if event == "media":
                 payload = data["media"]["payload"]
                 size = len(payload) * 3 // 4 - payload.count("=", -2)
-                self.recv_at.append(now)
-                self.recv_bytes.append(size)
+                self.recv.add(now, size)
                 if self.echo:
                     if self.raw:
                         send_now(self.ws, message, type(message) is str)
                     else:
                         send_now(self.ws, b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True)
-                    self.sent_at.append(time.monotonic())
-                    self.sent_bytes.append(size)
+                    self.sent.add(time.monotonic(), size)
             elif event == "start":
                 start = data.get("start", {})
                 # seed 000: otherLegCallId is the platform's call id; raw Twilio: start.callSid.
                 self.call = start.get("otherLegCallId") or start.get("callSid") or "?"
                 self.raw = "callSid" in start
                 if not self.echo:
-                    talk = self.peer.talk(self.ws, self.sent_at, self.sent_bytes, self.clears)
-                    self.agent = asyncio.create_task(talk)
+                    self.agent = asyncio.create_task(self.peer.talk(self.ws, self.sent, self.clears))
             elif event in ("hangup", "stop"):
                 self.end()
         except Exception:

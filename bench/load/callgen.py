@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
-from bench.load.loop import freeze_startup_heap, run
+from bench.load.loop import Stamps, freeze_startup_heap, run
 from bench.load.speech import speech
 from engine.io.direct import DirectClientConnection, Message, send_now
 
@@ -54,11 +54,8 @@ async def one_call(
 ) -> None:
     call = f"CA{run}{index:08d}"
     stream = f"MZ{run}{index:08d}"
-    # Flat lists of floats and ints: nothing per frame for the garbage collector to track, so no
-    # full collection (10-30 ms with per-frame [time, bytes] lists) stalls the generator mid-run.
     sent: list[float] = []
-    recv_at: list[float] = []
-    recv_bytes: list[int] = []
+    recv = Stamps()
     clears: list[float] = []
     error = ""
     loop = asyncio.get_running_loop()
@@ -70,8 +67,7 @@ async def one_call(
             text = message if type(message) is str else message.decode()
             if '"media"' in text:
                 payload = orjson.loads(text)["media"]["payload"]
-                recv_at.append(now)
-                recv_bytes.append(len(payload) * 3 // 4 - payload.count("=", -2))
+                recv.add(now, len(payload) * 3 // 4 - payload.count("=", -2))
             elif '"clear"' in text:
                 clears.append(now)
         except Exception:
@@ -165,8 +161,7 @@ async def one_call(
         ws.attach(_ignore)  # what arrives while closing is not recorded
         with contextlib.suppress(Exception):
             await ws.close()
-    recv = list(zip(recv_at, recv_bytes, strict=True))  # [time, payload bytes]
-    out.append({"call": call, "sent": sent, "recv": recv, "clears": clears, "error": error})
+    out.append({"call": call, "sent": sent, "recv": recv.pairs(), "clears": clears, "error": error})
 
 
 def _ignore(message: Message) -> None:
