@@ -9,8 +9,9 @@ Modes (``--mode``):
            still hears the utterance) sends ``clear``, then stays silent for ``--quiet-ms`` before
            the next utterance, so any audio reaching the caller in that window is stale.
 
-Every media message received and sent is timestamped with ``time.monotonic()`` (one system-wide
-clock, so the call generator's timestamps compare directly); at each call's end one JSON line is
+Every media message received and sent is timestamped on ``time.monotonic()``'s clock (one
+system-wide clock, so the call generator's timestamps compare directly; a message received is
+stamped when it reached the socket: :class:`bench.load.loop.KernelReceive`); at each call's end one JSON line is
 appended to ``--record``: ``{"call": ..., "recv": [...], "sent": [...], "clears": [...]}``.
 
 The peer shares the machine's cores with the server under test, so it is kept light: messages
@@ -33,7 +34,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 
-from bench.load.loop import Stamps, freeze_startup_heap, run
+from bench.load.loop import KernelReceive, Stamps, freeze_startup_heap, run
 from engine.io.direct import DirectServerConnection, Message, send_now
 
 FRAME_24K = 960  # bytes of 20 ms pcm16 at 24 kHz
@@ -66,6 +67,7 @@ class Peer:
         closed = asyncio.ensure_future(ws.wait_closed())
         closed.add_done_callback(call.end)
         ws.attach(call.on_message)
+        call.rx = KernelReceive(ws)
         try:
             await call.ended  # hangup/stop (the handler's return closes the connection) or closed
         finally:
@@ -105,7 +107,7 @@ class Peer:
 class _Call:
     """One call's state; :meth:`on_message` runs inside the connection's read callback."""
 
-    __slots__ = ("agent", "call", "clears", "echo", "ended", "finished", "peer", "raw", "recv", "sent", "ws")
+    __slots__ = ("agent", "call", "clears", "echo", "ended", "finished", "peer", "raw", "recv", "rx", "sent", "ws")
 
     def __init__(self, peer: Peer, ws: DirectServerConnection) -> None:
         self.peer = peer
@@ -119,6 +121,7 @@ class _Call:
         self.agent: asyncio.Task[None] | None = None
         self.ended: asyncio.Future[None] = ws.loop.create_future()
         self.finished = False  # after hangup/stop or an error: later messages are not recorded
+        self.rx: KernelReceive | None = None
 
     def end(self, _: object = None) -> None:
         self.finished = True
@@ -126,7 +129,7 @@ class _Call:
             self.ended.set_result(None)
 
     def on_message(self, message: Message) -> None:
-        now = time.monotonic()
+        now = self.rx.rx if self.rx is not None else time.monotonic()
         if self.finished:
             return
         try:

@@ -82,13 +82,15 @@ def jitter_ms(recv: list[list[float]], window: tuple[float, float]) -> list[floa
     return (np.abs(np.diff(times) - FRAME_S) * 1000.0).tolist()
 
 
-def bargein(gen: dict[str, Any], ai: dict[str, Any], quiet_s: float) -> tuple[list[float], int]:
-    """(clear latencies ms, stale frames): the AI's clear to the platform's, and audio that still
-    reached the caller in the quiet window after it."""
-    latencies = []
+def bargein(gen: dict[str, Any], ai: dict[str, Any], quiet_s: float) -> tuple[list[float], list[float], int]:
+    """(clear latencies ms, the same as the generator's loop saw them, stale frames): the AI's
+    clear to the platform's (its arrival at the platform's socket), and audio that still reached
+    the caller in the quiet window after it."""
+    latencies, seen = [], []
     stale = 0
     recv_times = np.asarray([r[0] for r in gen["recv"]]) if gen["recv"] else np.zeros(0)
-    for sent_at, got_at in zip(ai["clears"], gen["clears"], strict=False):
+    for sent_at, got_at, app_at in zip(ai["clears"], gen["clears"], gen.get("clears_app", gen["clears"]), strict=False):
         latencies.append((got_at - sent_at) * 1000.0)
+        seen.append((app_at - sent_at) * 1000.0)
         stale += int(((recv_times > got_at) & (recv_times < sent_at + quiet_s - 0.1)).sum())
-    return latencies, stale
+    return latencies, seen, stale

@@ -3,8 +3,9 @@
 Each call connects to ``--url``, sends Twilio's ``connected`` and ``start`` (its ``callSid``
 identifies the call to the AI peer), then one 20 ms mu-law ``media`` frame per 20 ms on absolute
 deadlines (so timer lateness does not accumulate) from speech audio, and finally ``stop``.
-Everything is timestamped with ``time.monotonic()``: frames sent, media frames received, and
-``clear`` messages received. One JSON line per call goes to ``--record``.
+Everything is timestamped on ``time.monotonic()``'s clock: frames sent, media frames and ``clear``
+messages received (when they reached the socket, from the kernel's receive timestamp:
+:class:`bench.load.loop.KernelReceive`). One JSON line per call goes to ``--record``.
 
 Bounded: every call ends after ``--seconds`` (plus a short close), whatever the server does.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
-from bench.load.loop import Stamps, freeze_startup_heap, run
+from bench.load.loop import KernelReceive, Stamps, freeze_startup_heap, run
 from bench.load.speech import speech
 from engine.io.direct import DirectClientConnection, Message, send_now
 
@@ -57,12 +58,14 @@ async def one_call(
     sent: list[float] = []
     recv = Stamps()
     clears: list[float] = []
+    clears_app: list[float] = []  # when this process got to each clear (its own delay included)
     error = ""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start_at - loop.time()))
+    rx: KernelReceive | None = None
 
     def on_message(message: Message) -> None:
-        now = time.monotonic()
+        now = rx.rx if rx is not None else time.monotonic()
         try:
             text = message if type(message) is str else message.decode()
             if '"media"' in text:
@@ -70,6 +73,7 @@ async def one_call(
                 recv.add(now, len(payload) * 3 // 4 - payload.count("=", -2))
             elif '"clear"' in text:
                 clears.append(now)
+                clears_app.append(rx.app if rx is not None else now)
         except Exception:
             pass
 
@@ -88,6 +92,7 @@ async def one_call(
     assert isinstance(ws, DirectClientConnection)
     try:
         ws.attach(on_message)
+        rx = KernelReceive(ws)
         start = orjson.dumps(
             {
                 "event": "start",
@@ -161,7 +166,17 @@ async def one_call(
         ws.attach(_ignore)  # what arrives while closing is not recorded
         with contextlib.suppress(Exception):
             await ws.close()
-    out.append({"call": call, "sent": sent, "recv": recv.pairs(), "clears": clears, "error": error})
+    out.append(
+        {
+            "call": call,
+            "sent": sent,
+            "recv": recv.pairs(),
+            "clears": clears,
+            "clears_app": clears_app,
+            "kernel_stamps": rx is not None and rx.kernel,
+            "error": error,
+        }
+    )
 
 
 def _ignore(message: Message) -> None:

@@ -33,6 +33,7 @@ def test_an_echo_step_matches_every_frame_both_ways(tmp_path: Path) -> None:
         assert figures["lost"] == 0 and figures["duplicated"] == 0, (direction, figures)
         assert 0.0 < figures["p50"] <= figures["p99"] <= figures["max"] < 1000.0, (direction, figures)
     assert step["server_cpu_cores"] > 0.0
+    assert step["kernel_stamps"]  # arrivals are the kernel's receive times (Linux)
     assert step["jitter_p99_ms"] is not None and math.isfinite(step["jitter_p99_ms"])
     assert load.within_limit(step) == (step["up"]["p99"] <= 20.0 and step["down"]["p99"] <= 20.0)
 
