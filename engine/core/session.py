@@ -816,6 +816,10 @@ class CallSession:
 
     def _a_barge_in(self, leg: Leg, fields: Mapping[str, Any]) -> None:
         now = self.now
+        # The platform's clear goes first: every microsecond before it is audio the caller may
+        # still hear; the bookkeeping below changes nothing in it.
+        if self._clear_native and self.tel.state in self._tel_media_states:
+            self._send(self.tel, "clear", {})
         if self._item_id is not None:
             # The cut point within the current AI audio item: what the caller heard of it.
             heard = self.playout.played_ms(now) - self._item_start_ms
@@ -834,8 +838,6 @@ class CallSession:
         if self._framer is not None:
             self._framer.clear()
         self.stats["clears"] += 1
-        if self._clear_native and self.tel.state in self._tel_media_states:
-            self._send(self.tel, "clear", {})
         for mark in self.ledger.settle_all(CLEARED):
             self._answer_mark(mark)
         played = int(self.playout.played_ms(now))
