@@ -394,18 +394,34 @@ def _fmt_cores(cores: float | None) -> str:
     return "?" if cores is None else f"{cores:.2f}"
 
 
-def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    ai_record = workdir / f"ai-agent-{target}.jsonl"
+def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path, run_id: str = "barge") -> dict[str, Any]:
+    ai_record = workdir / f"ai-agent-{target}-{run_id}.jsonl"
     ai_proc, ai_port = start_ai_peer("agent", ai_record)
     server, url = start_target(target, ai_port, workdir)
     try:
         ai_bytes = 160 if target.startswith("bare") else 960
-        step = run_step(target, server, ai_proc, url, ai_record, calls, seconds, "barge", workdir, ai_bytes, True)
+        step = run_step(target, server, ai_proc, url, ai_record, calls, seconds, run_id, workdir, ai_bytes, True)
     finally:
         stop(server)
         stop(ai_proc)
     print(f"[{target}] barge-in at C={calls}: {step['bargein']}", flush=True)
     return step
+
+
+def bargein_runs(targets: list[str], calls: int, seconds: float, repeats: int, workdir: Path) -> dict[str, Any]:
+    """The barge-in scenario ``repeats`` times per target, interleaved like the ramp; the run with
+    the median clear p99 stands for each target."""
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
+    for repeat in range(max(1, repeats)):
+        for target in targets:
+            runs[target].append(bargein_scenario(target, calls, seconds, workdir, f"barge{repeat}"))
+    chosen = {}
+    for target, steps in runs.items():
+        ordered = sorted(steps, key=lambda step: step["bargein"]["p99_ms"] or 0.0)
+        chosen[target] = dict(ordered[len(ordered) // 2])
+        chosen[target]["p99_all"] = [step["bargein"]["p99_ms"] for step in steps]
+        chosen[target]["stale_all"] = [step["bargein"]["stale_frames"] for step in steps]
+    return chosen
 
 
 def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
@@ -516,9 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         targets = args.targets.split(",")
         report["targets"] = ramp(targets, steps, args.seconds, args.repeats, workdir)
-        for target in targets if args.bargein_calls > 0 else ():
-            seconds = max(6.0, args.seconds)
-            report["bargein"][target] = bargein_scenario(target, args.bargein_calls, seconds, workdir)
+        if args.bargein_calls > 0:
+            report["bargein"] = bargein_runs(targets, args.bargein_calls, max(6.0, args.seconds), args.repeats, workdir)
         if args.soak:
             report["soak"] = soak(args.soak_calls, args.soak, workdir)
         if "callbridge" in args.targets:
