@@ -184,7 +184,8 @@ def targets(load: dict[str, Any]) -> list[str]:
         rows.append(f"| RSS <= 1 MiB per active call | {fmt(worst, 3)} MiB (worst step) | {verdict(worst <= 1)} |")
     barge = load["bargein"].get("callbridge", {}).get("bargein")
     if barge:
-        ok = (barge["p99_ms"] or 99) <= 1.0 and barge["stale_frames"] == 0
+        stale_all = load["bargein"]["callbridge"].get("stale_all", [barge["stale_frames"]])
+        ok = (barge["p99_ms"] or 99) <= 1.0 and not any(stale_all)
         floors = [
             f"{name} {fmt(step['bargein']['p99_ms'])} ms"
             for name, step in load["bargein"].items()
@@ -193,7 +194,7 @@ def targets(load: dict[str, Any]) -> list[str]:
         context = f" (untouched relays, same run: {', '.join(floors)})" if floors else ""
         rows.append(
             f"| barge-in: platform clear within 1 ms p99, zero stale frames | p99 {fmt(barge['p99_ms'])} ms, "
-            f"{barge['stale_frames']} stale{context} | {'met' if ok else 'NOT met'} |"
+            f"{sum(stale_all)} stale in {len(stale_all)} run(s){context} | {'met' if ok else 'NOT met'} |"
         )
     if "soak" in load:
         soak = load["soak"]
@@ -319,16 +320,21 @@ def main(argv: list[str] | None = None) -> int:
         "is stale.",
         "",
         "Clear latency runs from the AI peer's `clear` to the platform's reaching the generator's socket; "
-        "the last column is the p99 as the generator's event loop got to it, its own wait for a CPU included.",
+        "'as seen' is the p99 as the generator's event loop got to it, its own wait for a CPU included. "
+        "Each target ran the scenario once per repeat, interleaved; the run with the median p99 is shown, with "
+        "every run's p99 and the stale frames of all runs.",
         "",
-        "| target | clears | clear latency p50 / p99 / max ms | stale frames | p99 as the generator saw it ms |",
-        "|---|---|---|---|---|",
+        "| target | clears | clear latency p50 / p99 / max ms | p99 of each run ms | stale frames (all runs) "
+        "| p99 as seen ms |",
+        "|---|---|---|---|---|---|",
     ]
     for target, step in load["bargein"].items():
         b = step["bargein"]
+        each = ", ".join(fmt(v) for v in step.get("p99_all", [b["p99_ms"]]))
+        stale = sum(step.get("stale_all", [b["stale_frames"]]))
         lines.append(
             f"| {target} | {b['clears']} | {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
-            f"| {b['stale_frames']} | {fmt(b.get('seen_p99_ms'))} |"
+            f"| {each} | {stale} | {fmt(b.get('seen_p99_ms'))} |"
         )
     lines += ["", "## Plots", "", *plots(load), ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
