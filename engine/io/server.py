@@ -18,7 +18,8 @@ located errors and ignored.
 
 ``callbridge serve --workers N`` (or ``workers: N`` in the config file) with N > 1 runs a
 supervisor instead (:mod:`engine.io.workers`) whose N workers are each a ``BridgeServer`` with
-``worker=I``: listening with SO_REUSEPORT on the shared port, metrics in prometheus_client's
+``worker=I``: listening with SO_REUSEPORT on the shared port once its kernels are warm (so a
+restarted worker's first calls do not wait on them), metrics in prometheus_client's
 multiprocess mode, a ``worker`` field on every log line.
 """
 
@@ -96,6 +97,11 @@ class BridgeServer:
     async def start(self, host: str | None = None, port: int | None = None) -> None:
         host = host if host is not None else self.config.host
         port = port if port is not None else self.config.port
+        if self.worker is not None:
+            # the kernel hands a listening worker its share of new calls at once, and nothing
+            # answers /readyz for one worker of a shared port: so a (re)started worker warms
+            # its kernels first, or its first calls wait a second on the numba cache load
+            await self._warm_up()
         # a worker shares its port with the others: the kernel spreads connections over them
         extra: dict[str, Any] = {"reuse_port": True} if self.worker is not None else {}
         try:
@@ -125,7 +131,8 @@ class BridgeServer:
             f"listening on ws://{host}:{self.port}",
             fields={"host": host, "port": self.port, "specs": str(self.specs.root)},
         )
-        asyncio.get_running_loop().create_task(self._warm_up())
+        if not self.ready:
+            asyncio.get_running_loop().create_task(self._warm_up())
         if self.metrics.multiprocess:
             self._fold_task = asyncio.get_running_loop().create_task(self._fold_frames())
 
@@ -136,19 +143,15 @@ class BridgeServer:
             self.metrics.fold()
 
     async def _warm_up(self) -> None:
-        try:
-            from engine.dsp import kernels
-        except ImportError:
-            kernels = None  # type: ignore[assignment]
-        warm = getattr(kernels, "warm_up", None)
-        if warm is not None:
-            started = time.perf_counter()
-            await asyncio.to_thread(warm)
-            self.log.event(
-                "info",
-                "server.warm",
-                f"audio kernels warmed in {time.perf_counter() - started:.2f} s",
-            )
+        """Load the audio kernels (numba's cache: about a second) and run each once, off the
+        event loop, so that no call waits on it."""
+        started = time.perf_counter()
+        await asyncio.to_thread(_load_and_warm_kernels)
+        self.log.event(
+            "info",
+            "server.warm",
+            f"audio kernels warmed in {time.perf_counter() - started:.2f} s",
+        )
         if self.freeze:
             freeze_heap()
         self.ready = True
@@ -444,6 +447,12 @@ def _install_signals(server: BridgeServer, config_file: str | None) -> None:
     for sig, fn in ((signal.SIGTERM, drain), (signal.SIGINT, drain), (signal.SIGHUP, reload)):
         with contextlib.suppress(NotImplementedError, AttributeError):
             loop.add_signal_handler(sig, fn)
+
+
+def _load_and_warm_kernels() -> None:
+    from engine.dsp import kernels
+
+    kernels.warm_up()
 
 
 def freeze_heap(refreeze: bool = False) -> None:
