@@ -281,6 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
     ]
+    nice = load.get("harness_nice")
+    if nice:
+        lines += [
+            f"The generator and the AI peer ran at nice {nice} (`--harness-nice`), below the server under test: they "
+            "stand for other machines, and at equal priority a server woken by a message can wait a scheduler slice "
+            "(1-3 ms) behind them for a CPU, which measures the harness, not the server. Every target ran alike. "
+            "A frame or clear counts as sent just before the sender's write, so time the woken server spends before "
+            "that write returns is not hidden.",
+            "",
+        ]
+    elif nice == 0:
+        lines += ["The generator and the AI peer ran at the server's own priority (`--harness-nice 0`).", ""]
     pinned = load.get("pinned")
     if pinned:
         lines += [

@@ -11,8 +11,10 @@ Modes (``--mode``):
 
 Every media message received and sent is timestamped on ``time.monotonic()``'s clock (one
 system-wide clock, so the call generator's timestamps compare directly; a message received is
-stamped when it reached the socket: :class:`bench.load.loop.KernelReceive`); at each call's end one JSON line is
-appended to ``--record``: ``{"call": ..., "recv": [...], "sent": [...], "clears": [...]}``.
+stamped when it reached the socket: :class:`bench.load.loop.KernelReceive`, one sent (and each
+``clear``) just before the write, since the server it wakes may run before the write returns); at
+each call's end one JSON line is appended to ``--record``:
+``{"call": ..., "recv": [...], "sent": [...], "clears": [...]}``.
 
 The peer shares the machine's cores with the server under test, so it is kept light: messages
 arrive on a callback (:mod:`engine.io.direct`) and the echo is written from inside it, with no
@@ -91,16 +93,19 @@ class Peer:
         await asyncio.sleep(0.2 + self.random.random() * 0.5)
         while True:
             for payload in self.frames:
-                if not send_now(ws, b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True):
+                message = b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}'
+                at = time.monotonic()  # before the write: the server may run before it returns
+                if not send_now(ws, message, True):
                     return
-                sent.add(time.monotonic(), FRAME_24K)
+                sent.add(at, FRAME_24K)
                 if ws.paused:  # the server is not reading: wait, as ``send`` would
                     await ws.drain()
             # The caller "interrupts" while the platform is still playing this utterance.
             await asyncio.sleep(0.3 + self.random.random() * 1.2)
+            at = time.monotonic()
             if not send_now(ws, b'{"event":"clear"}', True):
                 return
-            clears.append(time.monotonic())
+            clears.append(at)
             await asyncio.sleep(self.quiet)
 
 
@@ -143,11 +148,13 @@ class _Call:
                 size = len(payload) * 3 // 4 - payload.count("=", -2)
                 self.recv.add(now, size)
                 if self.echo:
-                    if self.raw:
-                        send_now(self.ws, message, type(message) is str)
+                    if self.raw:  # as it came, text or binary
+                        echo, text = message, type(message) is str
                     else:
-                        send_now(self.ws, b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True)
-                    self.sent.add(time.monotonic(), size)
+                        echo, text = b'{"event":"media","media":{"payload":"' + payload.encode() + b'"}}', True
+                    at = time.monotonic()
+                    send_now(self.ws, echo, text)
+                    self.sent.add(at, size)
             elif event == "start":
                 start = data.get("start", {})
                 # seed 000: otherLegCallId is the platform's call id; raw Twilio: start.callSid.

@@ -3,9 +3,10 @@
 Each call connects to ``--url``, sends Twilio's ``connected`` and ``start`` (its ``callSid``
 identifies the call to the AI peer), then one 20 ms mu-law ``media`` frame per 20 ms on absolute
 deadlines (so timer lateness does not accumulate) from speech audio, and finally ``stop``.
-Everything is timestamped on ``time.monotonic()``'s clock: frames sent, media frames and ``clear``
-messages received (when they reached the socket, from the kernel's receive timestamp:
-:class:`bench.load.loop.KernelReceive`). One JSON line per call goes to ``--record``.
+Everything is timestamped on ``time.monotonic()``'s clock: frames sent (just before the write: the
+server it wakes may run before the write returns, and a stamp taken after would hide that time),
+media frames and ``clear`` messages received (when they reached the socket, from the kernel's
+receive timestamp: :class:`bench.load.loop.KernelReceive`). One JSON line per call goes to ``--record``.
 
 Bounded: every call ends after ``--seconds`` (plus a short close), whatever the server does.
 
@@ -127,15 +128,15 @@ async def one_call(
             if done.done():
                 return
             payload = frames[k % n_frames]
-            if not send_now(
-                ws,
+            message = (
                 f'{{"event":"media","sequenceNumber":"{k + 2}","media":{{"track":"inbound","chunk":"{k + 1}",'
-                f'"timestamp":"{k * 20}","payload":"{payload}"}},"streamSid":"{stream}"}}',
-                True,
-            ):
+                f'"timestamp":"{k * 20}","payload":"{payload}"}},"streamSid":"{stream}"}}'
+            )
+            at = time.monotonic()  # before the write: the server may run before it returns
+            if not send_now(ws, message, True):
                 done.set_result(False)
                 return
-            sent.append(time.monotonic())
+            sent.append(at)
             k += 1
             if k < count:
                 loop.call_at(begin + k * FRAME_S, tick, k)
