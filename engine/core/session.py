@@ -12,6 +12,13 @@ Feed it what arrives and when; it returns what to do::
 Each call returns a list of :mod:`engine.core.actions` (send, open the AI leg, close a leg,
 notices for logs and metrics). There are no sockets, clocks or awaits in here.
 
+One exception to "returned at the end": an adapter may set :attr:`CallSession.urgent` to a
+function taking a list of actions. A barge-in then hands it the platform's ``clear`` (with
+anything queued before it, so the order holds) the moment it is made, before the playout flush,
+the filter reset and the marks it settles: every microsecond before the platform gets it is
+cut audio the caller may still hear. The actions handed over are not returned again, so the
+handed-over and the returned lists together are exactly what the call returns without the hook.
+
 Control events run through the call's two state machines (``transitions`` models attached to
 the protocol's shared per-leg machines): the protocol's table says, for the leg's current state,
 whether the event is a transition (with guard and actions) or a violation (with its policy).
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from math import inf
 from types import MappingProxyType
@@ -172,6 +179,8 @@ class CallSession:
         protocol.legs[AI].machine.add_model(self.ai)
         self._released = False
         self._out: list[Action] = []
+        #: the adapter's "act on these now" (see the module docstring); None: all are returned
+        self.urgent: Callable[[list[Action]], None] | None = None
         # Per-call environment for `$query`, `$path`, `$header` extraction roots.
         self._env: dict[str, Any] = {
             "query": dict(route.query),
@@ -347,6 +356,7 @@ class CallSession:
 
     def release(self) -> None:
         """Detach from the shared machines (call once the call is over; idempotent)."""
+        self.urgent = None  # (the adapter's bound method: no cycle left behind)
         if not self._released:
             self._released = True
             self.specs.protocol.legs[TELEPHONY].machine.remove_model(self.tel)
@@ -533,6 +543,15 @@ class CallSession:
         self._out.append(Send(leg.name, tmpl.render(values, ctx), tmpl.binary))
         leg.frames_out += 1
         return True
+
+    def _hand_over_now(self) -> None:
+        """Give the adapter what is queued so far, at once (see :attr:`urgent`)."""
+        urgent = self.urgent
+        out = self._out
+        if urgent is not None and out:
+            ready = out[:]
+            del out[:]  # the same list: the caller returns only what comes after
+            urgent(ready)
 
     def _close(self, leg: Leg, code: int, reason: str) -> None:
         if not leg.close_sent:
@@ -820,6 +839,7 @@ class CallSession:
         # still hear; the bookkeeping below changes nothing in it.
         if self._clear_native and self.tel.state in self._tel_media_states:
             self._send(self.tel, "clear", {})
+            self._hand_over_now()
         if self._item_id is not None:
             # The cut point within the current AI audio item: what the caller heard of it.
             heard = self.playout.played_ms(now) - self._item_start_ms

@@ -10,7 +10,9 @@ them without a lock, and a message costs no task switch.
 * the telephony leg: attached by :meth:`run`, which then waits for the socket to close;
 * the AI leg: a task opens it when the core asks (:mod:`engine.io.ai_client`), then attaches;
 * timers: one ``loop.call_at`` handle at ``session.next_deadline()`` (an absolute deadline, so
-  pacing error never accumulates), also enforcing the idle timeout.
+  pacing error never accumulates), also enforcing the idle timeout;
+* urgent actions: the session hands a barge-in's platform ``clear`` to :meth:`CallBridge._execute`
+  the moment it makes it (``session.urgent``), and the rest of the barge-in comes back as usual.
 
 Backpressure: while one leg's write buffer is over its limit, the bridge stops reading the
 other leg (the playout buffer, capped by the spec, holds the AI's audio meanwhile).
@@ -73,6 +75,7 @@ class CallBridge:
         self._background: set[asyncio.Task[Any]] = set()
         self._frame_time = ctx.metrics.frame_time
         self._tel_count = self._ai_count = 0
+        session.urgent = self._execute  # a barge-in's clear is written before the core's bookkeeping
 
     @property
     def call_id(self) -> str:
