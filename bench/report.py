@@ -331,21 +331,26 @@ def main(argv: list[str] | None = None) -> int:
         "caller still hears the utterance and stays quiet for 600 ms; audio reaching the caller in that window "
         "is stale.",
         "",
-        "Clear latency runs from the AI peer's `clear` to the platform's reaching the generator's socket; "
+        "Clear latency runs from the AI peer's `clear` leaving its socket (the kernel's send timestamp, "
+        "SO_TIMESTAMPING; 'kernel-stamped' is the share of clears that got one, the rest count from just before "
+        "the write) to the platform's `clear` reaching the generator's socket (the kernel's receive timestamp): "
+        "the relay's time, with neither harness process's wait for a CPU in it. "
         "'as seen' is the p99 as the generator's event loop got to it, its own wait for a CPU included. "
         "Each target ran the scenario once per repeat, interleaved; the run with the median p99 is shown, with "
         "every run's p99 and the stale frames of all runs.",
         "",
-        "| target | clears | clear latency p50 / p99 / max ms | p99 of each run ms | stale frames (all runs) "
-        "| p99 as seen ms |",
-        "|---|---|---|---|---|---|",
+        "| target | clears | kernel-stamped | clear latency p50 / p99 / max ms | p99 of each run ms "
+        "| stale frames (all runs) | p99 as seen ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for target, step in load["bargein"].items():
         b = step["bargein"]
         each = ", ".join(fmt(v) for v in step.get("p99_all", [b["p99_ms"]]))
         stale = sum(step.get("stale_all", [b["stale_frames"]]))
+        share = b.get("kernel_sent_share")
         lines.append(
-            f"| {target} | {b['clears']} | {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
+            f"| {target} | {b['clears']} | {'-' if share is None else f'{share:.0%}'} "
+            f"| {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
             f"| {each} | {stale} | {fmt(b.get('seen_p99_ms'))} |"
         )
     lines += ["", "## Plots", "", *plots(load), ""]

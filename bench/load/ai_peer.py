@@ -11,8 +11,9 @@ Modes (``--mode``):
 
 Every media message received and sent is timestamped on ``time.monotonic()``'s clock (one
 system-wide clock, so the call generator's timestamps compare directly; a message received is
-stamped when it reached the socket: :class:`bench.load.loop.KernelReceive`, one sent (and each
-``clear``) just before the write, since the server it wakes may run before the write returns); at
+stamped when it reached the socket: :class:`bench.load.loop.KernelReceive`, a media message sent
+just before the write, since the server it wakes may run before the write returns, and a ``clear``
+by the kernel when it left: :meth:`~bench.load.loop.KernelReceive.send_stamped`); at
 each call's end one JSON line is appended to ``--record``:
 ``{"call": ..., "recv": [...], "sent": [...], "clears": [...]}``.
 
@@ -84,12 +85,14 @@ class Peer:
                 "recv": call.recv.pairs(),
                 "sent": call.sent.pairs(),
                 "clears": call.clears,
+                "clears_kernel_stamped": call.rx.tx_stamped if call.rx is not None else 0,
             }
             self._out.write(orjson.dumps(record) + b"\n")
             self._out.flush()
 
-    async def talk(self, ws: ServerConnection, sent: Stamps, clears: list[float]) -> None:
-        """Utterances in bursts, a barge-in in each, then a quiet window."""
+    async def talk(self, ws: ServerConnection, sent: Stamps, clears: list[float], rx: KernelReceive | None) -> None:
+        """Utterances in bursts, a barge-in in each, then a quiet window. A clear counts from the
+        kernel's stamp of when it left (:meth:`KernelReceive.send_stamped`)."""
         await asyncio.sleep(0.2 + self.random.random() * 0.5)
         while True:
             for payload in self.frames:
@@ -102,8 +105,12 @@ class Peer:
                     await ws.drain()
             # The caller "interrupts" while the platform is still playing this utterance.
             await asyncio.sleep(0.3 + self.random.random() * 1.2)
-            at = time.monotonic()
-            if not send_now(ws, b'{"event":"clear"}', True):
+            if rx is not None:
+                written, at = rx.send_stamped(b'{"event":"clear"}', True)
+            else:
+                at = time.monotonic()
+                written = send_now(ws, b'{"event":"clear"}', True)
+            if not written:
                 return
             clears.append(at)
             await asyncio.sleep(self.quiet)
@@ -161,7 +168,7 @@ class _Call:
                 self.call = start.get("otherLegCallId") or start.get("callSid") or "?"
                 self.raw = "callSid" in start
                 if not self.echo:
-                    self.agent = asyncio.create_task(self.peer.talk(self.ws, self.sent, self.clears))
+                    self.agent = asyncio.create_task(self.peer.talk(self.ws, self.sent, self.clears, self.rx))
             elif event in ("hangup", "stop"):
                 self.end()
         except Exception:

@@ -69,3 +69,52 @@ def test_the_connection_still_closes_cleanly_and_lets_go_of_the_socket() -> None
     assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
     assert rx._sock is None  # the duplicate descriptor is closed: it holds no socket open
     assert ws.transport.is_closing()
+
+
+async def _stamped_sends() -> tuple[list[tuple[bool, float, float]], list[tuple[str, float]], KernelReceive]:
+    """The server sends three messages with ``send_stamped`` and one with ``send_now``; the client
+    keeps each arrival's kernel stamp."""
+    sends: list[tuple[bool, float, float]] = []
+    server_rx: list[KernelReceive] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert isinstance(ws, DirectServerConnection)
+        ws.attach(lambda message: None)
+        rx = KernelReceive(ws)
+        server_rx.append(rx)
+        await asyncio.sleep(0.2)  # (receive timestamping turns on a moment after it is asked for)
+        for n in range(3):
+            before = time.monotonic()
+            written, at = rx.send_stamped(f"clear {n}".encode(), True)
+            sends.append((written, before, at))
+        send_now(ws, "after", True)
+        await asyncio.sleep(0.1)
+        await ws.close()
+
+    got: list[tuple[str, float]] = []
+    async with serve(handler, "127.0.0.1", 0, compression=None, create_connection=DirectServerConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{port}", compression=None, create_connection=DirectClientConnection)
+        assert isinstance(ws, DirectClientConnection)
+        rx: KernelReceive | None = None
+
+        def on_message(message: Message) -> None:
+            assert rx is not None
+            got.append((str(message), rx.rx))
+
+        ws.attach(on_message)
+        rx = KernelReceive(ws)
+        await asyncio.wait_for(ws.wait_closed(), 5.0)
+    return sends, got, server_rx[0]
+
+
+def test_a_stamped_send_is_timed_by_the_kernel_when_it_left() -> None:
+    sends, got, server = asyncio.run(_stamped_sends())
+    assert server.tx_capable and server.tx_stamped == 3
+    # whole messages, in order, the plain send after them
+    assert [text for text, _ in got] == ["clear 0", "clear 1", "clear 2", "after"]
+    for (written, before, left), (_, arrived) in zip(sends, got, strict=False):
+        assert written
+        # left after the sender decided to send, and no later than the data reached the other socket
+        assert before <= left <= arrived + 0.0005
+    assert server._sock is None  # closed cleanly: the duplicate descriptor let go
