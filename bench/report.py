@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "audio, mu-law 8 kHz on the platform side; the AI side is a separate process speaking seed 000 at pcm16 "
         "24 kHz that echoes the audio (the bare relay's AI gets Twilio's own messages). Latency is per 20 ms frame of "
         "audio: from the moment the frame left one end until the message carrying it arrived at the other "
-        "(one system-wide monotonic clock), so a relay that holds audio back pays for it. 'Arrived' is when the "
+        "(one system-wide monotonic clock), so a relay that holds audio back pays for it. A frame counts as sent "
+        "just before the sender's write (the relay it wakes may run before the write returns: a stamp taken after "
+        "it would hide that). 'Arrived' is when the "
         "data reached the receiving socket (the kernel's receive timestamp, SO_TIMESTAMPNS), not when the harness "
         "process got round to it: on 2 shared cores the generator itself waits 2-4 ms for a CPU at times, and "
         "that wait is the harness's, not the relay's (the barge-in table shows both). The ramp stops when p99 "
@@ -286,9 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             f"The generator and the AI peer ran at nice {nice} (`--harness-nice`), below the server under test: they "
             "stand for other machines, and at equal priority a server woken by a message can wait a scheduler slice "
-            "(1-3 ms) behind them for a CPU, which measures the harness, not the server. Every target ran alike. "
-            "A frame or clear counts as sent just before the sender's write, so time the woken server spends before "
-            "that write returns is not hidden.",
+            "(1-3 ms) behind them for a CPU, which measures the harness, not the server; but it is then switched to "
+            "for nearly every message, which costs every target more CPU per message. Every target ran alike.",
             "",
         ]
     elif nice == 0:

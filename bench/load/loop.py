@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import os
 import socket
 import struct
+import termios
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -67,6 +69,15 @@ _ERRQUEUE_ANC = socket.CMSG_SPACE(_TIMESPECS3.size) + socket.CMSG_SPACE(64)  # +
 #: at most this much per read: one slice of engine.io.direct, so no read pauses and resumes the
 #: transport (which would then read past this reader, with no timestamp)
 READ_BYTES = SLICE_BYTES
+
+
+def _unsent(sock: socket.socket) -> bool:
+    """Whether the socket still holds data it has not sent, or that was not acknowledged
+    (SIOCOUTQ); True when that cannot be told."""
+    try:
+        return bool(struct.unpack("@i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return True
 
 
 class KernelReceive:
@@ -134,6 +145,8 @@ class KernelReceive:
         if (
             sock is None
             or not self.tx_capable
+            or _unsent(sock)  # the stamp would come later, and a late one on the error queue
+            # makes the event loop drop this reader (libuv stops a poll handle on POLLERR)
             or protocol.state is not OPEN
             or protocol.writes
             or protocol.extensions
