@@ -15,7 +15,7 @@ from typing import Any
 
 from websockets.protocol import CLIENT, OPEN
 
-from engine.io.direct import SLICE_BYTES, frame_bytes, send_now
+from engine.io.direct import SLICE_BYTES, frame_bytes, frames_directly, send_now
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -148,9 +148,7 @@ class KernelReceive:
             or _unsent(sock)  # the stamp would come later, and a late one on the error queue
             # makes the event loop drop this reader (libuv stops a poll handle on POLLERR)
             or protocol.state is not OPEN
-            or protocol.writes
-            or protocol.extensions
-            or protocol.expect_continuation_frame
+            or not frames_directly(protocol)
             or ws.transport.get_write_buffer_size()
         ):
             return send_now(ws, payload, text), before

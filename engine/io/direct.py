@@ -352,7 +352,7 @@ def send_now(ws: ServerConnection | ClientConnection, data: Message, text: bool)
     payload = data.encode() if type(data) is str else data
     assert isinstance(payload, bytes)
     try:
-        if protocol.writes or protocol.extensions or protocol.expect_continuation_frame:
+        if not frames_directly(protocol):
             if text:
                 protocol.send_text(payload)
             else:
@@ -365,6 +365,12 @@ def send_now(ws: ServerConnection | ClientConnection, data: Message, text: bool)
         ws.transport.abort()
         return False
     return True
+
+
+def frames_directly(protocol: Any) -> bool:
+    """Whether a whole message may be framed here (:func:`frame_bytes`) and written as it is:
+    nothing queued in ``websockets``' protocol, no extensions, no fragmented message under way."""
+    return not (protocol.writes or protocol.extensions or protocol.expect_continuation_frame)
 
 
 _AT_EOF = StreamReader.at_eof.__code__  # where websockets' parser waits between frames

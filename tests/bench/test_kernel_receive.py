@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -19,19 +20,12 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SO_TIMESTAMPNS 
 BLOCK_S = 0.05
 
 
-async def _exchange() -> tuple[list[tuple[str, float, float]], float, KernelReceive, DirectClientConnection]:
-    sent_at: list[float] = []
-
-    async def handler(ws: ServerConnection) -> None:
-        assert isinstance(ws, DirectServerConnection)
-        await ws.recv()  # the client is ready
-        for n in range(3):
-            sent_at.append(time.monotonic())
-            send_now(ws, f"message {n}", True)
-        time.sleep(BLOCK_S)  # the whole process is busy: the client's loop cannot read meanwhile
-        await asyncio.sleep(0.1)  # the client reads (before the close frame joins the messages)
-        await ws.close()
-
+async def _read_from(
+    handler: Any,
+) -> tuple[list[tuple[str, float, float]], KernelReceive, DirectClientConnection]:
+    """Serve ``handler`` on loopback; a direct client reads it through :class:`KernelReceive`, says
+    "ready" once receive timestamping is on, and keeps each message with its kernel arrival and the
+    time its loop got it, until the connection closes."""
     got: list[tuple[str, float, float]] = []
     async with serve(handler, "127.0.0.1", 0, compression=None, create_connection=DirectServerConnection) as server:
         port = server.sockets[0].getsockname()[1]
@@ -50,6 +44,23 @@ async def _exchange() -> tuple[list[tuple[str, float, float]], float, KernelRece
         await asyncio.sleep(0.2)
         await ws.send("ready")
         await asyncio.wait_for(ws.wait_closed(), 5.0)
+    return got, rx, ws
+
+
+async def _exchange() -> tuple[list[tuple[str, float, float]], float, KernelReceive, DirectClientConnection]:
+    sent_at: list[float] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert isinstance(ws, DirectServerConnection)
+        await ws.recv()  # the client is ready
+        for n in range(3):
+            sent_at.append(time.monotonic())
+            send_now(ws, f"message {n}", True)
+        time.sleep(BLOCK_S)  # the whole process is busy: the client's loop cannot read meanwhile
+        await asyncio.sleep(0.1)  # the client reads (before the close frame joins the messages)
+        await ws.close()
+
+    got, rx, ws = await _read_from(handler)
     return got, sent_at[0], rx, ws
 
 
@@ -91,21 +102,8 @@ async def _stamped_sends() -> tuple[list[tuple[bool, float, float]], list[tuple[
         await asyncio.sleep(0.1)
         await ws.close()
 
-    got: list[tuple[str, float]] = []
-    async with serve(handler, "127.0.0.1", 0, compression=None, create_connection=DirectServerConnection) as server:
-        port = server.sockets[0].getsockname()[1]
-        ws = await connect(f"ws://127.0.0.1:{port}", compression=None, create_connection=DirectClientConnection)
-        assert isinstance(ws, DirectClientConnection)
-        rx: KernelReceive | None = None
-
-        def on_message(message: Message) -> None:
-            assert rx is not None
-            got.append((str(message), rx.rx))
-
-        ws.attach(on_message)
-        rx = KernelReceive(ws)
-        await asyncio.wait_for(ws.wait_closed(), 5.0)
-    return sends, got, server_rx[0]
+    got, _, _ = await _read_from(handler)
+    return sends, [(text, arrived) for text, arrived, _ in got], server_rx[0]
 
 
 def test_a_stamped_send_is_timed_by_the_kernel_when_it_left() -> None:
