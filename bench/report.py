@@ -294,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
     elif nice == 0:
         lines += ["The generator and the AI peer ran at the server's own priority (`--harness-nice 0`).", ""]
+    if load.get("engine"):
+        lines += [
+            f"callbridge's per-frame modules ran {load['engine']} (`engine/native.py`; `CALLBRIDGE_PURE=1` runs "
+            "the same source interpreted).",
+            "",
+        ]
     pinned = load.get("pinned")
     if pinned:
         lines += [

@@ -32,6 +32,7 @@ import orjson
 import psutil
 
 from bench.load import analysis
+from engine import native
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -566,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         "interleaved": True,
         "pinned": {"server": PINNED[0], "harness": PINNED[1]} if PINNED else None,
         "harness_nice": HARNESS_NICE,
+        "engine": native.status(),  # the server under test is started from this tree, in this environment
         "targets": {},
         "bargein": {},
     }

@@ -141,7 +141,7 @@ class Transcoder:
 
     # --- PCM / G.711 destinations ---------------------------------------------------------------
 
-    def convert(self, data: bytes) -> bytes:
+    def convert(self, data: bytes | bytearray) -> bytes:
         """Convert the next piece of the source stream (or one Opus packet) to ``dst`` bytes."""
         if self._direct and type(data) is bytes and not self._carry:
             # The per-frame path: whole frames of PCM/G.711 that fit the buffers, one kernel call.
@@ -151,7 +151,7 @@ class Transcoder:
                                self._y, self._out)
                 return self._out[:n].tobytes()
         if self.passthrough:
-            return data
+            return data if type(data) is bytes else bytes(data)
         if self._encoder is not None:
             raise UsageError(_USE_PACKETS)
         n = self._run(data)  # first: it may grow (replace) self._out
@@ -206,14 +206,13 @@ class Transcoder:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _run(self, data: bytes) -> int:
-        """One fused kernel call on ``data``; returns the bytes written to ``self._out``."""
+    def _run(self, piece: bytes | bytearray) -> int:
+        """One fused kernel call on ``piece``; returns the bytes written to ``self._out``."""
+        data = piece if isinstance(piece, bytes) else bytes(piece)  # the kernel and libopus take bytes
         if self._decoder is not None:
             frames = self._decoder.decode_into(data)
             source: bytes | np.ndarray = self._decoded
         else:
-            if type(data) is not bytes:  # bytearray, memoryview: the kernel takes bytes
-                data = bytes(data)
             if self._carry:
                 data, self._carry = self._carry + data, b""
             frames, partial = divmod(len(data), self._in_frame_bytes)

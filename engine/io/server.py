@@ -40,6 +40,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
+from engine import native
 from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_config, redact_url
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.errors import RemoteProtocolError, SpecErrors, UsageError
@@ -129,7 +130,7 @@ class BridgeServer:
             "info",
             "server.listening" if self.worker is None else "worker.listening",
             f"listening on ws://{host}:{self.port}",
-            fields={"host": host, "port": self.port, "specs": str(self.specs.root)},
+            fields={"host": host, "port": self.port, "specs": str(self.specs.root), "engine": native.status()},
         )
         if not self.ready:
             asyncio.get_running_loop().create_task(self._warm_up())
