@@ -75,6 +75,19 @@ def fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def gc_cell(window: dict[str, Any] | None) -> str:
+    """The server's garbage collections over a step's measured window (callbridge's
+    ``callbridge_gc_pause_seconds``; the relays do not report theirs)."""
+    if not window:
+        return "–"
+    count = sum(w["count"] for w in window.values())
+    if not count:
+        return "none"
+    paused = sum(w["seconds"] for w in window.values()) * 1000.0
+    longest = max((w["max_le_ms"] or 0.0) for w in window.values())
+    return f"{count}, {paused:.1f} ms (< {longest:g} ms)"
+
+
 def load_tables(load: dict[str, Any]) -> list[str]:
     lines = []
     for target, steps in load["targets"].items():
@@ -82,8 +95,9 @@ def load_tables(load: dict[str, Any]) -> list[str]:
             f"### {target}",
             "",
             "| C | up p50 / p95 / p99 / max ms | down p50 / p95 / p99 / max ms | lost up/down | dup | late up/down "
-            "| server cores | CPU s per call-s | RSS MiB/call | jitter p99 ms | generator / AI peer cores |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| server cores | CPU s per call-s | RSS MiB/call | jitter p99 ms | generator / AI peer cores "
+            "| server GC: collections, ms paused (longest under) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in steps:
             up, down = s["up"], s.get("down", {})
@@ -94,7 +108,7 @@ def load_tables(load: dict[str, Any]) -> list[str]:
                 f"| {up['late']}/{down.get('late', '–')} | {fmt(s['server_cpu_cores'])} "
                 f"| {fmt(s['cpu_s_per_call_s'], 4)} "
                 f"| {fmt(s['rss_per_call_mib'], 3)} | {fmt(s.get('jitter_p99_ms'))} "
-                f"| {fmt(s.get('generator_cpu_cores'))} / {fmt(s.get('ai_peer_cpu_cores'))} |"
+                f"| {fmt(s.get('generator_cpu_cores'))} / {fmt(s.get('ai_peer_cpu_cores'))} | {gc_cell(s.get('gc'))} |"
             )
         lines.append("")
     return lines

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.load import analysis
 from engine import native
@@ -203,6 +204,53 @@ def _cpu_seconds(proc: psutil.Process) -> float | None:
     return total
 
 
+#: a Prometheus histogram per label value: ``{generation: {le: cumulative count, "sum": seconds}}``
+Histograms = dict[str, dict[str, float]]
+
+
+def gc_pauses(url: str) -> Histograms | None:
+    """callbridge's ``callbridge_gc_pause_seconds`` histogram as ``{generation: {le: count, "sum": s}}``
+    (cumulative since the server started), or None for a target without it (the relays)."""
+    if not url.startswith("ws://127.0.0.1:"):
+        return None
+    port = url.split(":")[2].split("/")[0]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found: Histograms = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "callbridge_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            generation = found.setdefault(sample.labels["generation"], {})
+            if sample.name.endswith("_bucket"):
+                generation[sample.labels["le"]] = sample.value
+            elif sample.name.endswith("_sum"):
+                generation["sum"] = sample.value
+    return found or None
+
+
+def gc_window(before: Histograms | None, after: Histograms | None) -> dict[str, Any] | None:
+    """Collections per generation between two :func:`gc_pauses` readings: how many, their total
+    seconds, and the bucket bound under which the longest one fell (``max_le_ms``)."""
+    if not before or not after:
+        return None
+    out: dict[str, Any] = {}
+    for generation, now in sorted(after.items()):
+        then = before.get(generation, {})
+        count = now.get("+Inf", 0.0) - then.get("+Inf", 0.0)
+        bounds = sorted((float(le), now[le] - then.get(le, 0.0)) for le in now if le not in ("sum", "+Inf"))
+        below_all = next((le for le, n in bounds if n >= count), None) if count else None
+        out[generation] = {
+            "count": int(count),
+            "seconds": now.get("sum", 0.0) - then.get("sum", 0.0),
+            "max_le_ms": None if below_all is None else below_all * 1000.0,
+        }
+    return out
+
+
 def _p99(values: list[float]) -> float | None:
     return sorted(values)[int(0.99 * (len(values) - 1))] if values else None
 
@@ -248,12 +296,14 @@ def run_step(
     warm = ramp + 1.0
     window = max(1.0, seconds - warm - 0.5)
     time.sleep(0.2 + warm)
+    gc0 = gc_pauses(url) if target == "callbridge" else None
     cpu0, gen0, peer0 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
     t0 = time.monotonic()
     time.sleep(window / 2)
     rss_peak = _rss(proc)
     time.sleep(window / 2)
     cpu1, gen1, peer1 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
+    gc1 = gc_pauses(url) if gc0 is not None else None
     t1 = time.monotonic()
     gen.wait(timeout=seconds + 60)
     time.sleep(1.0)  # let the AI peer write its per-call lines
@@ -299,6 +349,7 @@ def run_step(
         "rss_idle_mib": rss_idle / 2**20,
         "rss_peak_mib": rss_peak / 2**20,
         "rss_per_call_mib": max(0.0, (rss_peak - rss_idle) / 2**20 / calls),
+        "gc": gc_window(gc0, gc1),  # the server's garbage collections over the same window
         "up": {
             **up.percentiles(),
             "lost": up.lost,
@@ -398,7 +449,7 @@ def ramp(targets: list[str], steps: list[int], seconds: float, repeats: int, wor
                     f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
                     f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
                     f"rss/call {step['rss_per_call_mib']:.3f} MiB, generator {_fmt_cores(step['generator_cpu_cores'])} "
-                    f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores",
+                    f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores{_fmt_gc(step.get('gc'))}",
                     flush=True,
                 )
                 if not keep_ramping(step):
@@ -413,6 +464,18 @@ def ramp(targets: list[str], steps: list[int], seconds: float, repeats: int, wor
             stop(server)
             stop(ai_proc)
     return results
+
+
+def _fmt_gc(window: dict[str, Any] | None) -> str:
+    if not window:
+        return ""
+    parts = [
+        f"gen{g} {w['count']}x {w['seconds'] * 1000:.0f} ms"
+        + (f" (max <{w['max_le_ms']:g} ms)" if w["max_le_ms"] else "")
+        for g, w in window.items()
+        if w["count"]
+    ]
+    return ", gc " + "; ".join(parts) if parts else ", gc none"
 
 
 def _fmt_cores(cores: float | None) -> str:

@@ -17,6 +17,8 @@ call's frames when it ends and folds in live calls' progress when :meth:`Metrics
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -115,6 +117,41 @@ class FrameCounter:
             self._added[session] = now
 
 
+class GcPauses:
+    """``callbridge_gc_pause_seconds{generation}``: how long each run of Python's cyclic garbage
+    collector stopped the process, by the generation it collected.
+
+    Every call in the process waits out a collection, so a long one is a latency spike in every
+    direction at once; this is where to look when p99 jumps while mean CPU does not. Installed
+    by a server that owns its process (``callbridge serve``), removed when it closes.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.histogram = Histogram(
+            "callbridge_gc_pause_seconds",
+            "time the process spent in each cyclic garbage collection, by generation collected",
+            ["generation"],
+            registry=registry,
+            buckets=(5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.5),
+        )
+        self._by_generation = [self.histogram.labels(str(g)) for g in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+
 class Metrics:
     def __init__(
         self, live_sessions: Callable[[], Iterable[Any]] = tuple, *, multiprocess: bool = False
@@ -175,6 +212,7 @@ class Metrics:
         )
         # Children bound once: labels() costs a dict lookup and a lock per call.
         self.frame_time = {leg: self.frame_seconds.labels(leg) for leg in _LEGS}
+        self.gc_pauses = GcPauses(r)
 
     def notice(self, notice: Notice) -> None:
         code = notice.code

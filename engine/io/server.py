@@ -136,6 +136,8 @@ class BridgeServer:
             asyncio.get_running_loop().create_task(self._warm_up())
         if self.metrics.multiprocess:
             self._fold_task = asyncio.get_running_loop().create_task(self._fold_frames())
+        if self.freeze:  # the process is ours: its collections are ours to report
+            self.metrics.gc_pauses.install()
 
     async def _fold_frames(self) -> None:
         """Worker mode: live calls' frames into the shared counter, every second (see metrics)."""
@@ -184,6 +186,7 @@ class BridgeServer:
         await self.close()
 
     async def close(self) -> None:
+        self.metrics.gc_pauses.remove()
         if self._fold_task is not None:
             self._fold_task.cancel()
             self.metrics.fold()

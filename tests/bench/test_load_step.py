@@ -35,6 +35,9 @@ def test_an_echo_step_matches_every_frame_both_ways(tmp_path: Path) -> None:
     assert step["server_cpu_cores"] > 0.0
     assert step["kernel_stamps"]  # arrivals are the kernel's receive times (Linux)
     assert step["jitter_p99_ms"] is not None and math.isfinite(step["jitter_p99_ms"])
+    # the server's own collections over the window, read from its /metrics before and after
+    assert set(step["gc"]) == {"0", "1", "2"}
+    assert all(g["count"] >= 0 and g["seconds"] >= 0.0 for g in step["gc"].values())
     assert load.within_limit(step) == (step["up"]["p99"] <= 20.0 and step["down"]["p99"] <= 20.0)
 
 
