@@ -29,14 +29,18 @@ from pathlib import Path
 from types import ModuleType
 
 #: the per-frame modules mypyc compiles (engine/io/direct.py is not among them: its classes
-#: extend websockets' with several bases, which mypyc does not support)
+#: extend websockets' with several bases, which mypyc does not support; its per-message work
+#: is in engine/io/wire.py, which is)
 MODULES: tuple[str, ...] = (
     "engine.core.actions",
+    "engine.core.pipeline",
     "engine.core.playout",
     "engine.core.session",
+    "engine.dsp.formats",
     "engine.dsp.framer",
     "engine.dsp.transcoder",
     "engine.io.bridge",
+    "engine.io.wire",
     "engine.spec.extract",
     "engine.spec.peer",
     "engine.spec.templates",

@@ -11,6 +11,9 @@ messages off the asyncio layer:
   message, in order, to ``on_message`` from inside ``data_received`` (before a callback is
   attached they are held, and reading pauses once a few are waiting);
 * :func:`send_now` writes a message synchronously, as ``websockets.broadcast`` does;
+* the per-message work (frame parsing, framing, masking) is in :mod:`engine.io.wire`, plain
+  functions that ``make native`` compiles (these classes, with several ``websockets`` bases,
+  cannot be);
 * ``on_writable`` reports the transport's flow control, so a bridge can stop reading from one
   leg while the other one's write buffer is over its limit (backpressure without awaiting);
 * a large read is parsed in slices of :data:`SLICE_BYTES`, one slice per event-loop turn, so a
@@ -24,23 +27,36 @@ behaves exactly like its ``websockets`` base class.
 from __future__ import annotations
 
 import asyncio
-import os
-import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import CloseCode, Frame, Opcode, apply_mask
-from websockets.protocol import CLIENT, OPEN, SERVER
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import OPEN
 from websockets.streams import StreamReader
+
+# The per-message functions live in engine.io.wire (compiled with mypyc); re-exported here.
+from engine.io.wire import MASK_KEYS, MaskKeys, Message, deliver_frames, frame_bytes, frames_directly, send_now
+
+__all__ = [
+    "MASK_KEYS",
+    "SLICE_BYTES",
+    "DirectClientConnection",
+    "DirectDelivery",
+    "DirectServerConnection",
+    "MaskKeys",
+    "Message",
+    "frame_bytes",
+    "frames_directly",
+    "send_now",
+]
 
 OP_TEXT, OP_BINARY, OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 #: a read larger than this is parsed in slices, one per event-loop turn (a 24 kHz pcm16 frame in
 #: JSON is ~1.3 kB, so a slice is a few frames: some tens of microseconds of work)
 SLICE_BYTES = 4096
-Message = str | bytes
 #: messages held before a callback is attached, after which reading pauses
 HOLD_LIMIT = 32
 
@@ -197,7 +213,6 @@ class DirectDelivery:
         whole, so its parser is always left at a frame boundary; the tail of a frame still
         arriving waits in ``_partial`` (at most ``max_size``, as ``websockets`` would buffer).
         """
-        protocol = self.protocol
         if not self._aligned and not self._align():
             super().data_received(data)  # type: ignore[misc]
             return
@@ -207,64 +222,18 @@ class DirectDelivery:
             buf: bytes | bytearray = partial
         else:
             buf = data
-        size = len(buf)
-        at = 0
-        from_client = protocol.side is SERVER
-        while size - at >= 2:
-            head1, head2 = buf[at], buf[at + 1]
-            length = head2 & 0x7F
-            start = at + 2
-            if length == 126:
-                if size - start < 2:
-                    break
-                length = int.from_bytes(buf[start : start + 2], "big")
-                start += 2
-            elif length == 127:
-                if size - start < 8:
-                    break
-                length = int.from_bytes(buf[start : start + 8], "big")
-                start += 8
-            masked = head2 & 0x80
-            if masked:
-                start += 4
-            end = start + length
-            fast = (
-                head1 in (_FIN_TEXT, _FIN_BINARY)
-                and bool(masked) == from_client
-                and protocol.state is OPEN
-                and protocol.current_size is None
-                and not protocol.extensions
-                and not self._failed
-                and (protocol.max_message_size is None or length <= protocol.max_message_size)
-                and (protocol.max_fragment_size is None or length <= protocol.max_fragment_size)
-            )
-            if not fast and (protocol.state is not OPEN or length > (protocol.max_message_size or length)):
-                # closing, or a frame websockets will refuse at its header: let it see the rest
-                self._partial = bytearray()
-                self._aligned = False
-                super().data_received(bytes(buf[at:]))  # type: ignore[misc]
-                return
-            if end > size:
-                break
-            if fast:
-                payload = apply_mask(buf[start:end], bytes(buf[start - 4 : start])) if masked else bytes(buf[start:end])
-                if head1 == _FIN_TEXT:
-                    try:
-                        message: Message = payload.decode()
-                    except UnicodeDecodeError:  # websockets' way, which fails the connection
-                        super().data_received(bytes(buf[at:end]))  # type: ignore[misc]
-                        at = end
-                        continue
-                else:
-                    message = payload
-                self._deliver(message)
-            else:
-                super().data_received(bytes(buf[at:end]))  # type: ignore[misc]
-            at = end
-        if partial:  # it was the buffer: keep its unparsed end
+        at = deliver_frames(self, buf)
+        if at < 0:  # closing, or a frame websockets will refuse: it has seen the rest
+            self._partial = bytearray()
+            self._aligned = False
+        elif partial:  # it was the buffer: keep its unparsed end
             del partial[:at]
-        elif at < size:  # (partial is self._partial, empty until now)
+        elif at < len(buf):  # (partial is self._partial, empty until now)
             partial += buf[at:]
+
+    def _hand_over(self, data: bytes) -> None:
+        """Frames that are not a whole data message, for ``websockets``' own parser."""
+        super().data_received(data)  # type: ignore[misc]
 
     def _align(self) -> bool:
         """Whether ``websockets``' parser waits for the next frame with nothing buffered (once it
@@ -336,91 +305,4 @@ class DirectClientConnection(DirectDelivery, ClientConnection):
         super().process_event(event)
 
 
-def send_now(ws: ServerConnection | ClientConnection, data: Message, text: bool) -> bool:
-    """Write one message now, without awaiting (``websockets.broadcast`` does the same).
-
-    Returns False when the connection is no longer open (its reader reports the close). A
-    write error aborts the connection, as ``websockets`` does in ``send``.
-
-    A whole message on a connection without extensions and with nothing else queued is framed
-    here (:func:`frame_bytes`) and written in one call; anything else goes through
-    ``websockets``' protocol object, which also keeps the order of queued control frames.
-    """
-    protocol = ws.protocol
-    if protocol.state is not OPEN:
-        return False
-    payload = data.encode() if type(data) is str else data
-    assert isinstance(payload, bytes)
-    try:
-        if not frames_directly(protocol):
-            if text:
-                protocol.send_text(payload)
-            else:
-                protocol.send_binary(payload)
-            ws.send_data()
-        else:
-            ws.transport.write(frame_bytes(payload, text, protocol.side is CLIENT))
-    except Exception as exc:  # OSError, or RuntimeError from uvloop on a closing transport
-        ws.set_connection_exc(exc)
-        ws.transport.abort()
-        return False
-    return True
-
-
-def frames_directly(protocol: Any) -> bool:
-    """Whether a whole message may be framed here (:func:`frame_bytes`) and written as it is:
-    nothing queued in ``websockets``' protocol, no extensions, no fragmented message under way."""
-    return not (protocol.writes or protocol.extensions or protocol.expect_continuation_frame)
-
-
 _AT_EOF = StreamReader.at_eof.__code__  # where websockets' parser waits between frames
-_HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
-_FIN_TEXT, _FIN_BINARY = 0x80 | OP_TEXT, 0x80 | OP_BINARY
-
-
-def frame_bytes(payload: bytes, text: bool, masked: bool) -> bytes:
-    """One final (unfragmented) text or binary frame, RFC 6455 section 5.2; a client's is masked
-    with a key from :class:`MaskKeys`. Byte for byte what ``websockets`` writes for it."""
-    head1 = _FIN_TEXT if text else _FIN_BINARY
-    mask_bit = 0x80 if masked else 0
-    length = len(payload)
-    if length < 126:
-        head = _HEAD_SHORT.pack(head1, mask_bit | length)
-    elif length < 65536:
-        head = _HEAD_16.pack(head1, mask_bit | 126, length)
-    else:
-        head = _HEAD_64.pack(head1, mask_bit | 127, length)
-    if not masked:
-        return head + payload
-    key = MASK_KEYS.take()
-    return head + key + apply_mask(payload, key)
-
-
-class MaskKeys:
-    """Client masking keys, 4 bytes each, cut from one ``os.urandom`` read of :data:`POOL_BYTES`.
-
-    RFC 6455 asks for keys from a strong source of entropy that the application cannot predict;
-    the kernel's CSPRNG is that source whether it is read 4 bytes at a time (``websockets``: one
-    ``getrandom`` system call per frame, 4% of a loaded server's time) or 4 kB at a time.
-    """
-
-    POOL_BYTES = 4096
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._at = 0
-
-    def take(self) -> bytes:
-        at = self._at
-        if at + 4 > len(self._pool):
-            self._pool, at = os.urandom(self.POOL_BYTES), 0
-        self._at = at + 4
-        return self._pool[at : at + 4]
-
-    def forget(self) -> None:
-        """Drop the pool (a forked child must not reuse its parent's keys)."""
-        self._pool, self._at = b"", 0
-
-
-MASK_KEYS = MaskKeys()
-os.register_at_fork(after_in_child=MASK_KEYS.forget)
