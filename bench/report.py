@@ -215,7 +215,8 @@ def targets(load: dict[str, Any]) -> list[str]:
         per_call_kib = soak["growth_mib"] * 1024 / max(1.0, soak.get("calls_in_second_half", 1.0))
         rows.append(
             f"| memory flat over {soak['seconds'] / 60:.0f} min | {fmt(soak['growth_mib'])} MiB in the second half "
-            f"(~{per_call_kib:.1f} KiB per call, RSS {fmt(soak.get('rss_mib'), 0)} MiB) "
+            f"(~{per_call_kib:.1f} KiB per call, RSS {fmt(soak.get('rss_mib'), 0)} MiB; garbage collections over "
+            f"the soak: {gc_cell(soak.get('gc'))}) "
             f"| {verdict(soak['growth_mib'] <= 0.02 * soak.get('rss_mib', 100))} |"
         )
     return rows

@@ -521,6 +521,8 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
     proc = psutil.Process(server.pid)
     samples: list[tuple[float, float]] = []
     begin = time.monotonic()
+    gc_before = gc_pauses(url)
+    gc_after = None
     try:
         while time.monotonic() - begin < seconds:
             record = workdir / "gen-soak.jsonl"
@@ -529,6 +531,7 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
                 samples.append((time.monotonic() - begin, _rss(proc) / 2**20))
                 time.sleep(5)
             ai_record.write_bytes(b"")  # keep the peer's log from growing without bound
+        gc_after = gc_pauses(url)
     finally:
         stop(server)
         stop(ai_proc)
@@ -539,7 +542,7 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
     calls_in_half = calls * (seconds / 2) / 30
     print(
         f"[soak] {calls} calls for {seconds:.0f} s: RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, "
-        f"second half {growth:+.2f} MiB over ~{calls_in_half:.0f} calls",
+        f"second half {growth:+.2f} MiB over ~{calls_in_half:.0f} calls{_fmt_gc(gc_window(gc_before, gc_after))}",
         flush=True,
     )
     return {
@@ -549,6 +552,7 @@ def soak(calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
         "growth_mib": growth,
         "calls_in_second_half": calls_in_half,
         "rss_mib": samples[-1][1],
+        "gc": gc_window(gc_before, gc_after),  # the server's collections over the whole soak
     }
 
 
