@@ -201,16 +201,12 @@ class DirectDelivery:
     # ------------------------------------------------------------------ whole frames
 
     def _feed(self, data: bytes) -> None:
-        """Parse ``data``: whole unfragmented text and binary frames here, everything else by
-        ``websockets``, in order.
-
-        ``websockets`` parses each frame through a chain of generators, a stream buffer and a
-        ``Frame`` object, about as much work as the call core spends on the frame. Here a data
-        frame is checked exactly as ``websockets`` checks it (no reserved bits, masked by a
-        client and only by a client, within ``max_size``, no fragmented message under way,
-        connection open, no extensions), unmasked and delivered. Anything else (control
-        frames, fragments, a frame ``websockets`` would reject) is handed to ``websockets``
-        whole, so its parser is always left at a frame boundary; the tail of a frame still
+        """Parse ``data``: whole unfragmented text and binary frames by
+        :func:`engine.io.wire.deliver_frames` (checked exactly as ``websockets`` checks them),
+        everything else (control frames, fragments, a frame ``websockets`` would reject) whole by
+        ``websockets``, in order, so its parser is always left at a frame boundary. ``websockets``
+        would parse each frame through a chain of generators, a stream buffer and a ``Frame``
+        object, about as much work as the call core spends on the frame. The tail of a frame still
         arriving waits in ``_partial`` (at most ``max_size``, as ``websockets`` would buffer).
         """
         if not self._aligned and not self._align():
