@@ -303,8 +303,8 @@ def run_step(
     rss_peak = _rss(proc)
     time.sleep(window / 2)
     cpu1, gen1, peer1 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
-    gc1 = gc_pauses(url) if gc0 is not None else None
     t1 = time.monotonic()
+    gc1 = gc_pauses(url) if gc0 is not None else None  # (after t1: the scrape is not in the CPU window)
     gen.wait(timeout=seconds + 60)
     time.sleep(1.0)  # let the AI peer write its per-call lines
     cpu_cores = _cores(cpu0, cpu1, t1 - t0) or 0.0
