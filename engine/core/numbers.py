@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from functools import lru_cache
 
 import phonenumbers
@@ -25,7 +26,10 @@ def to_e164(number: str, default_region: str = "US") -> str:
     for candidate, region in candidates:
         try:
             parsed = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
+        except phonenumbers.NumberParseException as exc:
+            # phonenumbers keeps an exception in a local of the frame that raised it, a cycle
+            # through the traceback that only a full collection would free: clear those frames.
+            traceback.clear_frames(exc.__traceback__)
             continue
         if phonenumbers.is_valid_number(parsed):
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

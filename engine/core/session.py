@@ -113,7 +113,7 @@ class Leg:
     state: str
 
     def __init__(self, session: CallSession, compiled: CompiledLeg, peer: CompiledPeer) -> None:
-        self.session = session
+        self.session: CallSession | None = session  # None once released (no cycle left behind)
         self.name = compiled.name
         self.compiled = compiled
         self.peer = peer
@@ -129,13 +129,14 @@ def _bind(kind: str, name: str) -> Any:
     if kind == "act":
 
         def act(self: Leg, payload: Payload | None = None) -> None:
-            self.session._run_action(name, self, payload)
+            if self.session is not None:
+                self.session._run_action(name, self, payload)
 
         act.__name__ = f"act_{name}"
         return act
 
     def guard(self: Leg, payload: Payload | None = None) -> bool:
-        return self.session._check_guard(name, self, payload)
+        return self.session is not None and self.session._check_guard(name, self, payload)
 
     guard.__name__ = f"guard_{name}"
     return guard
@@ -355,12 +356,17 @@ class CallSession:
         return self.tel.state in self.tel.compiled.final and self.ai.state in self.ai.compiled.final
 
     def release(self) -> None:
-        """Detach from the shared machines (call once the call is over; idempotent)."""
-        self.urgent = None  # (the adapter's bound method: no cycle left behind)
+        """Detach from the shared machines (call once the call is over; idempotent).
+
+        It also cuts the references that form cycles (the legs' back-reference, the adapter's
+        bound method): an ended call is then freed by reference counting at once, instead of
+        waiting in the oldest generation for a full collection, which stalls every live call."""
+        self.urgent = None
         if not self._released:
             self._released = True
             self.specs.protocol.legs[TELEPHONY].machine.remove_model(self.tel)
             self.specs.protocol.legs[AI].machine.remove_model(self.ai)
+            self.tel.session = self.ai.session = None
 
     def counters(self) -> dict[str, int]:
         """Frames each way per leg plus the session's event counters (for summaries and metrics)."""

@@ -386,3 +386,6 @@ class CallBridge:
             with contextlib.suppress(BaseException):
                 await waiting
         self.session.release()
+        for ws in (self.tel_ws, self.ai_ws):
+            if ws is not None:
+                ws.detach()

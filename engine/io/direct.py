@@ -95,6 +95,13 @@ class DirectDelivery:
         self.on_message = on_message
         self.resume_reading_for("held")
 
+    def detach(self) -> None:
+        """Forget the callbacks once the call is over: a late message is dropped, and the
+        connection no longer holds its bridge (a reference cycle that only a full garbage
+        collection would free, stalling every live call while it runs)."""
+        self.on_message = _drop
+        self.on_writable = None
+
     async def next_message(self, timeout: float) -> Message:
         """The next message, for the rare reader that must wait for one before attaching (the
         ``auto`` route's detection). Raises ``TimeoutError``, or ``EOFError`` once closed."""
@@ -283,6 +290,12 @@ class DirectServerConnection(DirectDelivery, ServerConnection):
         super().__init__(*args, **kwargs)
         self._direct_init()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # websockets' serve() gives the protocol a closure over this connection for
+        # select_subprotocol, a cycle; the handshake is long over, so the closure goes.
+        vars(self.protocol).pop("select_subprotocol", None)
+
     def process_event(self, event: Any) -> None:
         if self.direct and self.request is not None and self._direct_event(event):
             return
@@ -299,6 +312,10 @@ class DirectClientConnection(DirectDelivery, ClientConnection):
         if self.direct and self.response is not None and self._direct_event(event):
             return
         super().process_event(event)
+
+
+def _drop(message: Message) -> None:
+    """A detached connection's ``on_message``: the call is over."""
 
 
 _AT_EOF = StreamReader.at_eof.__code__  # where websockets' parser waits between frames

@@ -80,3 +80,65 @@ def test_every_collection_is_timed_on_metrics_by_generation_while_served(served:
     total = re.search(r'^callbridge_gc_pause_seconds_sum\{generation="2"\} (\S+)$', text, re.M)
     assert total is not None and 0 < float(total.group(1)) < 60
     assert served["watching_while_served"] and not served["watching_after_close"]
+
+
+CYCLES_CHILD = textwrap.dedent(
+    """
+    import asyncio, collections, gc, json, subprocess, sys, textwrap, uvloop
+    from engine.config import DEFAULT
+    from engine.io.server import BridgeServer
+    from engine.spec.loader import load_specs
+
+    CALLS = textwrap.dedent('''
+    import asyncio, sys
+    from engine.io.callsim import CallSim
+    from engine.io.wav import speechlike
+    from engine.spec.loader import load_specs
+    specs = load_specs()
+    async def main():
+        audio = speechlike(8000, 0.4)
+        sims = (CallSim(specs, "twilio", sys.argv[1], audio, 8000, tail_s=0.1).run() for _ in range(int(sys.argv[2])))
+        print(all(r.clean for r in await asyncio.gather(*sims)))
+    asyncio.run(main())
+    ''')
+
+    async def main():
+        server = BridgeServer(DEFAULT, load_specs(), freeze=True)  # the AI: the embedded echo
+        await server.start("127.0.0.1", 0)
+        while not server.ready:
+            await asyncio.sleep(0.05)
+        url = f"ws://127.0.0.1:{server.port}/ws-adapter/twilio/inbound/1/1/+14155550100"
+
+        async def calls(n):  # from another process: only the server's objects are in this one
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CALLS, url, str(n), stdout=subprocess.PIPE)
+            out, _ = await child.communicate()
+            return out.decode().strip() == "True"
+
+        warm = await calls(2)
+        await asyncio.sleep(0.3)
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection would free is kept in gc.garbage instead
+        clean = await calls(8)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+        gc.set_debug(0)
+        gc.garbage.clear()
+        await server.drain(0.5)
+        print(json.dumps({"calls_clean": warm and clean, "garbage": dict(kinds)}))
+
+    uvloop.run(main())
+    """
+)
+
+
+def test_an_ended_call_leaves_no_reference_cycles_behind_in_the_server() -> None:
+    """Eight real calls through a served bridge (uvloop, as ``callbridge serve`` runs): once
+    they end, every object they used is freed by reference counting. A cycle would keep them
+    until a full collection, which stalls every live call (tens of ms with many calls)."""
+    done = subprocess.run([sys.executable, "-c", CYCLES_CHILD], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["calls_clean"]
+    assert out["garbage"] == {}
