@@ -38,7 +38,7 @@ from websockets.protocol import OPEN
 from websockets.streams import StreamReader
 
 # The per-message functions live in engine.io.wire (compiled with mypyc); re-exported here.
-from engine.io.wire import MASK_KEYS, MaskKeys, Message, deliver_frames, frame_bytes, frames_directly, send_now
+from engine.io.wire import MASK_KEYS, MaskKeys, Message, feed, frame_bytes, frames_directly, send_now
 
 __all__ = [
     "MASK_KEYS",
@@ -187,7 +187,7 @@ class DirectDelivery:
             self._backlog += data
             return
         if self.on_message is None or len(data) <= SLICE_BYTES:
-            self._feed(data)
+            feed(self, data)  # (not self._feed: one interpreted call less per read)
             return
         self._backlog = bytearray(data)
         self._next_slice()
@@ -208,31 +208,10 @@ class DirectDelivery:
     # ------------------------------------------------------------------ whole frames
 
     def _feed(self, data: bytes) -> None:
-        """Parse ``data``: whole unfragmented text and binary frames by
-        :func:`engine.io.wire.deliver_frames` (checked exactly as ``websockets`` checks them),
-        everything else (control frames, fragments, a frame ``websockets`` would reject) whole by
-        ``websockets``, in order, so its parser is always left at a frame boundary. ``websockets``
-        would parse each frame through a chain of generators, a stream buffer and a ``Frame``
-        object, about as much work as the call core spends on the frame. The tail of a frame still
-        arriving waits in ``_partial`` (at most ``max_size``, as ``websockets`` would buffer).
-        """
-        if not self._aligned and not self._align():
-            super().data_received(data)  # type: ignore[misc]
-            return
-        partial = self._partial
-        if partial:
-            partial += data
-            buf: bytes | bytearray = partial
-        else:
-            buf = data
-        at = deliver_frames(self, buf)
-        if at < 0:  # closing, or a frame websockets will refuse: it has seen the rest
-            self._partial = bytearray()
-            self._aligned = False
-        elif partial:  # it was the buffer: keep its unparsed end
-            del partial[:at]
-        elif at < len(buf):  # (partial is self._partial, empty until now)
-            partial += buf[at:]
+        """Parse ``data`` (:func:`engine.io.wire.feed`). ``websockets`` would parse each frame
+        through a chain of generators, a stream buffer and a ``Frame`` object, about as much
+        work as the call core spends on the frame."""
+        feed(self, data)
 
     def _hand_over(self, data: bytes) -> None:
         """Frames that are not a whole data message, for ``websockets``' own parser."""

@@ -3,6 +3,7 @@
 :mod:`engine.io.direct` extends ``websockets``' connection classes, which mypyc cannot compile
 (several Python bases); what it does for every message lives here instead:
 
+* :func:`feed`: one read of a direct connection (what its ``data_received`` does);
 * :func:`deliver_frames`: parse the whole data frames of one read and hand each message over;
 * :func:`send_now`: write one message at once, framed by :func:`frame_bytes`;
 * :class:`MaskKeys`: a client's masking keys, from a pooled ``os.urandom`` read.
@@ -24,12 +25,35 @@ FIN_BINARY: int = 0x80 | Opcode.BINARY.value
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
 
 
+def feed(conn: Any, data: bytes) -> None:
+    """Parse one read of ``conn`` (a :class:`engine.io.direct.DirectDelivery`): whole
+    unfragmented data frames by :func:`deliver_frames`, anything else whole by ``websockets``, in
+    order, so its parser is always left at a frame boundary. The tail of a frame still arriving
+    waits in ``conn._partial`` (at most ``max_size``, as ``websockets`` would buffer)."""
+    if not conn._aligned and not conn._align():
+        conn._hand_over(data)
+        return
+    partial: bytearray = conn._partial
+    buf: bytes | bytearray = data
+    if partial:
+        partial += data
+        buf = partial
+    at = deliver_frames(conn, buf)
+    if at < 0:  # closing, or a frame websockets will refuse: it has seen the rest
+        conn._partial = bytearray()
+        conn._aligned = False
+    elif partial:  # it was the buffer: keep its unparsed end
+        del partial[:at]
+    elif at < len(buf):  # (partial is conn._partial, empty until now)
+        partial += buf[at:]
+
+
 def deliver_frames(conn: Any, buf: bytes | bytearray) -> int:
     """Deliver the whole unfragmented text and binary frames at the start of ``buf`` to
-    ``conn._deliver``; anything else goes whole to ``conn._hand_over`` (``websockets``' parser),
-    in order. Returns how many bytes were used (the rest is the start of a frame still
-    arriving), or -1 when the rest of ``buf`` went to ``websockets`` for good (closing, or a
-    frame it will refuse at its header).
+    ``conn.on_message`` (``conn._deliver`` until one is attached); anything else goes whole to
+    ``conn._hand_over`` (``websockets``' parser), in order. Returns how many bytes were used
+    (the rest is the start of a frame still arriving), or -1 when the rest of ``buf`` went to
+    ``websockets`` for good (closing, or a frame it will refuse at its header).
 
     A data frame is checked exactly as ``websockets`` checks it: no reserved bits, masked by a
     client and only by a client, within ``max_size``, no fragmented message under way,
@@ -85,9 +109,11 @@ def deliver_frames(conn: Any, buf: bytes | bytearray) -> int:
                     conn._hand_over(bytes(buf[at:end]))
                     at = end
                     continue
-                conn._deliver(text)
+                callback = conn.on_message
+                (callback if callback is not None else conn._deliver)(text)
             else:
-                conn._deliver(payload)
+                callback = conn.on_message
+                (callback if callback is not None else conn._deliver)(payload)
         else:
             conn._hand_over(bytes(buf[at:end]))
         at = end
