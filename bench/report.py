@@ -101,8 +101,9 @@ def load_tables(load: dict[str, Any]) -> list[str]:
         ]
         for s in steps:
             up, down = s["up"], s.get("down", {})
+            calls = f"{s['calls']}*" if s.get("refined") else str(s["calls"])
             lines.append(
-                f"| {s['calls']} | {fmt(up['p50'])} / {fmt(up['p95'])} / {fmt(up['p99'])} / {fmt(up['max'])} "
+                f"| {calls} | {fmt(up['p50'])} / {fmt(up['p95'])} / {fmt(up['p99'])} / {fmt(up['max'])} "
                 f"| {fmt(down.get('p50'))} / {fmt(down.get('p95'))} / {fmt(down.get('p99'))} / {fmt(down.get('max'))} "
                 f"| {up['lost']}/{down.get('lost', '–')} | {up['duplicated'] + down.get('duplicated', 0)} "
                 f"| {up['late']}/{down.get('late', '–')} | {fmt(s['server_cpu_cores'])} "
@@ -282,8 +283,17 @@ def main(argv: list[str] | None = None) -> int:
         "it would hide that). 'Arrived' is when the "
         "data reached the receiving socket (the kernel's receive timestamp, SO_TIMESTAMPNS), not when the harness "
         "process got round to it: on 2 shared cores the generator itself waits 2-4 ms for a CPU at times, and "
-        "that wait is the harness's, not the relay's (the barge-in table shows both). The ramp stops when p99 "
-        "passes 20 ms in either direction or a frame is lost. 'Calls per core' divides the largest clean C by the "
+        "that wait is the harness's, not the relay's (the barge-in table shows both). A step is clean while p99 "
+        "stays within 20 ms in both directions and no frame is lost; the ramp goes on past that (for the CPU "
+        "curve) until a frame is lost or p99 passes 100 ms"
+        + (
+            f", then each target's bracket around its limit (its largest clean C and the step above it) is "
+            f"bisected up to {load['refine']} time(s) (steps marked * in the tables), so that calls per core "
+            "measures the target rather than the ramp's grid"
+            if load.get("refine")
+            else ""
+        )
+        + ". 'Calls per core' divides the largest clean C by the "
         "server CPU it used there (the machine has 2 cores shared by server, generator and AI peer, so this "
         "extrapolates to a dedicated core; the step tables show what the generator and the AI peer used, since "
         "when the three together approach 2 cores, tail latency is set by contention). "

@@ -45,6 +45,8 @@ WORKERS = 1  # callbridge serve --workers (--workers on the command line)
 PINNED: tuple[list[int], list[int]] | None = None
 #: the call generator's and AI peer's nice value (``--harness-nice``; 0: the server's priority)
 HARNESS_NICE = 0
+#: refinement stops when the bracket around a target's limit is this many calls wide or less
+REFINE_RESOLUTION = 10
 
 
 def plan_cpus(workers: int, pin: bool) -> tuple[list[int], list[int]] | None:
@@ -411,13 +413,63 @@ def keep_ramping(step: dict[str, Any]) -> bool:
     return step["up"]["lost"] == 0 and down.get("lost", 0) == 0 and step["failed_calls"] == 0 and not saturated
 
 
-def ramp(targets: list[str], steps: list[int], seconds: float, repeats: int, workdir: Path) -> dict[str, list[Any]]:
+def refine_point(steps: list[dict[str, Any]], resolution: int = REFINE_RESOLUTION) -> int | None:
+    """The next C to try between a target's largest clean step and the step above it (the
+    midpoint, a multiple of 5), or ``None`` when they are within ``resolution`` calls, nothing
+    was clean, or nothing above the largest clean step was tried.
+
+    The ramp's grid is coarse where it matters (125 -> 150 is 20%), so 'largest clean C' could be
+    off by nearly a whole step; bisecting the bracket makes calls per core a measurement of the
+    target rather than of the grid."""
+    clean = [s["calls"] for s in steps if within_limit(s)]
+    if not clean:
+        return None
+    low = max(clean)
+    above = [s["calls"] for s in steps if s["calls"] > low]
+    if not above:
+        return None
+    high = min(above)
+    if high - low <= resolution:
+        return None
+    middle = 5 * ((low + high) // 10)
+    return middle if low < middle < high else None
+
+
+def _run_interleaved(
+    points: dict[str, int], rigs: dict[str, Any], seconds: float, repeats: int, workdir: Path
+) -> dict[str, dict[str, Any]]:
+    """One step per target (its own C), repeat ``r`` on every target before repeat ``r + 1``;
+    returns each target's median run, printed as it goes."""
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in points}
+    for r in range(repeats):
+        for target, calls in points.items():
+            peer, server, url, record, ai_bytes = rigs[target]
+            run_id = f"{calls:04d}{r}"
+            step = run_step(target, server, peer, url, record, calls, seconds, run_id, workdir, ai_bytes, False)
+            runs[target].append(step)
+    medians = {}
+    for target, calls in points.items():
+        step = medians[target] = median_step(runs[target])
+        print(
+            f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
+            f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
+            f"rss/call {step['rss_per_call_mib']:.3f} MiB, generator {_fmt_cores(step['generator_cpu_cores'])} "
+            f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores{_fmt_gc(step.get('gc'))}",
+            flush=True,
+        )
+    return medians
+
+
+def ramp(
+    targets: list[str], steps: list[int], seconds: float, repeats: int, workdir: Path, refine: int = 0
+) -> dict[str, list[Any]]:
     """Ramp every target, interleaved: at each C, repeat ``r`` runs on each target in turn before
     repeat ``r + 1``. A shared VM has spells, slower and faster, that last minutes; ramping the
     targets one after the other would give each its own spell, while interleaving gives them the
     same one at each step, so their ratios compare like with like. All servers and AI peers stay
     up for the whole ramp (an idle one costs nothing); a target leaves the ramp once it is past
-    :func:`keep_ramping`."""
+    :func:`keep_ramping`. Then up to ``refine`` rounds bisect each target's bracket around its
+    limit (:func:`refine_point`), interleaved the same way."""
     rigs: dict[str, tuple[subprocess.Popen[str], subprocess.Popen[str], str, Path, int]] = {}
     results: dict[str, list[Any]] = {target: [] for target in targets}
     try:
@@ -435,30 +487,20 @@ def ramp(targets: list[str], steps: list[int], seconds: float, repeats: int, wor
             run_step(target, server, ai_proc, url, ai_record, 5, 3.0, "warm", workdir, ai_bytes, False)
         active = list(targets)
         for calls in steps:
-            runs: dict[str, list[dict[str, Any]]] = {target: [] for target in active}
-            for r in range(repeats):
-                for target in active:
-                    peer, server, url, record, ai_bytes = rigs[target]
-                    run_id = f"{calls:04d}{r}"
-                    step = run_step(target, server, peer, url, record, calls, seconds, run_id, workdir, ai_bytes, False)
-                    runs[target].append(step)
-            for target in list(active):
-                step = median_step(runs[target])
+            medians = _run_interleaved({target: calls for target in active}, rigs, seconds, repeats, workdir)
+            for target, step in medians.items():
                 results[target].append(step)
-                print(
-                    f"[{target}] C={calls}: up p99 {step['up']['p99']:.2f} ms, down p99 {step['down']['p99']:.2f} ms, "
-                    f"lost {step['up']['lost']}/{step['down']['lost']}, cpu {step['server_cpu_cores']:.2f} cores, "
-                    f"rss/call {step['rss_per_call_mib']:.3f} MiB, generator {_fmt_cores(step['generator_cpu_cores'])} "
-                    f"/ ai peer {_fmt_cores(step['ai_peer_cpu_cores'])} cores{_fmt_gc(step.get('gc'))}",
-                    flush=True,
-                )
                 if not keep_ramping(step):
                     active.remove(target)
-                    ai_proc, server, *_ = rigs.pop(target)
-                    stop(server)
-                    stop(ai_proc)
             if not active:
                 break
+        for _ in range(refine):
+            points = {t: c for t in targets if (c := refine_point(results[t])) is not None}
+            if not points:
+                break
+            for target, step in _run_interleaved(points, rigs, seconds, repeats, workdir).items():
+                step["refined"] = True
+                results[target] = sorted([*results[target], step], key=lambda s: s["calls"])
     finally:
         for ai_proc, server, *_ in rigs.values():
             stop(server)
@@ -572,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="25,50,75,100,125,150,175,200,250,300,400")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=2,
+        help="after the ramp, bisect each target's bracket around its limit this many times (%(default)s)",
+    )
     parser.add_argument("--bargein-calls", type=int, default=50)
     parser.add_argument(
         "--bargein-seconds",
@@ -614,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     HARNESS_NICE = args.harness_nice
     PINNED = plan_cpus(args.workers, args.pin)
     if args.quick:
-        args.steps, args.seconds, args.repeats, args.bargein_calls = "10,25,50", 5.0, 1, 10
+        args.steps, args.seconds, args.repeats, args.bargein_calls, args.refine = "10,25,50", 5.0, 1, 10, 0
         args.bargein_seconds = 6.0
     steps = [int(s) for s in args.steps.split(",")]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -632,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "workers": args.workers,
         "interleaved": True,
+        "refine": args.refine,
         "pinned": {"server": PINNED[0], "harness": PINNED[1]} if PINNED else None,
         "harness_nice": HARNESS_NICE,
         "engine": native.status(),  # the server under test is started from this tree, in this environment
@@ -641,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cb-load-") as tmp:
         workdir = Path(tmp)
         targets = args.targets.split(",")
-        report["targets"] = ramp(targets, steps, args.seconds, args.repeats, workdir)
+        report["targets"] = ramp(targets, steps, args.seconds, args.repeats, workdir, args.refine)
         if args.bargein_calls > 0:
             report["bargein"] = bargein_runs(targets, args.bargein_calls, args.bargein_seconds, args.repeats, workdir)
         if args.soak:
