@@ -187,7 +187,7 @@ class DirectDelivery:
             self._backlog += data
             return
         if self.on_message is None or len(data) <= SLICE_BYTES:
-            feed(self, data)  # (not self._feed: one interpreted call less per read)
+            feed(self, data)
             return
         self._backlog = bytearray(data)
         self._next_slice()
@@ -198,7 +198,7 @@ class DirectDelivery:
             return  # the connection was lost meanwhile
         piece = bytes(backlog[:SLICE_BYTES])
         del backlog[:SLICE_BYTES]
-        self._feed(piece)
+        feed(self, piece)
         if backlog:
             self.pause_reading_for("backlog")
             self.loop.call_soon(self._next_slice)
@@ -206,12 +206,6 @@ class DirectDelivery:
             self.resume_reading_for("backlog")
 
     # ------------------------------------------------------------------ whole frames
-
-    def _feed(self, data: bytes) -> None:
-        """Parse ``data`` (:func:`engine.io.wire.feed`). ``websockets`` would parse each frame
-        through a chain of generators, a stream buffer and a ``Frame`` object, about as much
-        work as the call core spends on the frame."""
-        feed(self, data)
 
     def _hand_over(self, data: bytes) -> None:
         """Frames that are not a whole data message, for ``websockets``' own parser."""
