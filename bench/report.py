@@ -160,6 +160,34 @@ def plots(load: dict[str, Any]) -> list[str]:
     return out
 
 
+#: how the barge-in runs shared the CPUs (``bench.load.PLACEMENTS``), in the report's words
+PLACEMENT_WORDS = {
+    "own": "server on a CPU of its own, generator and AI peer on the other(s)",
+    "shared": "all processes sharing every CPU at equal priority",
+}
+
+
+def bargein_table(runs: dict[str, Any]) -> list[str]:
+    lines = [
+        "| target | clears | kernel-stamped | clear latency p50 / p99 / max ms | p99 of each run ms "
+        "| stale frames (all runs) | p99 as seen ms | server's wait for a CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for target, step in runs.items():
+        b = step["bargein"]
+        each = ", ".join(fmt(v) for v in step.get("p99_all", [b["p99_ms"]]))
+        stale = sum(step.get("stale_all", [b["stale_frames"]]))
+        share = b.get("kernel_sent_share")
+        wait = step.get("server_cpu_wait")
+        waited = "-" if not wait else f"{wait['share']:.1%} of the time, {wait['mean_us']:.0f} us per run"
+        lines.append(
+            f"| {target} | {b['clears']} | {'-' if share is None else f'{share:.0%}'} "
+            f"| {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
+            f"| {each} | {stale} | {fmt(b.get('seen_p99_ms'))} | {waited} |"
+        )
+    return lines
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -206,10 +234,14 @@ def targets(load: dict[str, Any]) -> list[str]:
             for name, step in load["bargein"].items()
             if name in ("bare", "bare-direct") and step.get("bargein")
         ]
-        context = f" (untouched relays, same run: {', '.join(floors)})" if floors else ""
+        context = f"; untouched relays, same run: {', '.join(floors)}" if floors else ""
+        shared = load.get("bargein_also", {}).get("shared", {}).get("callbridge")
+        if shared:
+            context += f"; all processes sharing the CPUs: callbridge p99 {fmt(shared['bargein']['p99_ms'])} ms"
         rows.append(
-            f"| barge-in: platform clear within 1 ms p99, zero stale frames | p99 {fmt(barge['p99_ms'])} ms, "
-            f"{sum(stale_all)} stale in {len(stale_all)} run(s){context} | {'met' if ok else 'NOT met'} |"
+            f"| barge-in: platform clear within 1 ms p99, zero stale frames | p99 {fmt(barge['p99_ms'])} ms "
+            f"({PLACEMENT_WORDS[load.get('bargein_placement') or 'shared']}{context}), "
+            f"{sum(stale_all)} stale in {len(stale_all)} run(s) | {'met' if ok else 'NOT met'} |"
         )
     if "soak" in load:
         soak = load["soak"]
@@ -371,20 +403,23 @@ def main(argv: list[str] | None = None) -> int:
         "Each target ran the scenario once per repeat, interleaved; the run with the median p99 is shown, with "
         "every run's p99 and the stale frames of all runs.",
         "",
-        "| target | clears | kernel-stamped | clear latency p50 / p99 / max ms | p99 of each run ms "
-        "| stale frames (all runs) | p99 as seen ms |",
-        "|---|---|---|---|---|---|---|",
+        "Where the processes ran matters more here than anywhere else. In production the platform and the AI "
+        "are other machines; here they share the cores with the server, and at equal priority a server woken "
+        "by a clear can wait a scheduler slice (1-3 ms) behind the generator or the AI peer before it runs at "
+        "all: that wait is the test rig's, not the server's. So the scenario runs in two placements, interleaved "
+        "(`--bargein-placements`): with the server on a CPU of its own and the generator and AI peer on the "
+        "rest (judged against the target, as the first), and with every process sharing every CPU at equal "
+        "priority, as the ramp runs. 'Server's wait for a CPU' "
+        "(from /proc/PID/schedstat over the same window) is the share of the time the server was ready to run "
+        "but not running, and its mean wait each time it got a CPU: it shows how much of a placement's tail is "
+        "that wait.",
+        "",
     ]
-    for target, step in load["bargein"].items():
-        b = step["bargein"]
-        each = ", ".join(fmt(v) for v in step.get("p99_all", [b["p99_ms"]]))
-        stale = sum(step.get("stale_all", [b["stale_frames"]]))
-        share = b.get("kernel_sent_share")
-        lines.append(
-            f"| {target} | {b['clears']} | {'-' if share is None else f'{share:.0%}'} "
-            f"| {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
-            f"| {each} | {stale} | {fmt(b.get('seen_p99_ms'))} |"
-        )
+    placements = {load.get("bargein_placement") or "shared": load["bargein"], **load.get("bargein_also", {})}
+    for name, runs in placements.items():
+        if runs:
+            words = PLACEMENT_WORDS.get(name, name)
+            lines += [f"### {words[0].upper()}{words[1:]}", "", *bargein_table(runs), ""]
     lines += ["", "## Plots", "", *plots(load), ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "report.md").write_text("\n".join(lines) + "\n")

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,12 @@ WORKERS = 1  # callbridge serve --workers (--workers on the command line)
 PINNED: tuple[list[int], list[int]] | None = None
 #: the call generator's and AI peer's nice value (``--harness-nice``; 0: the server's priority)
 HARNESS_NICE = 0
+#: where the barge-in scenario runs. ``own``: the server under test on CPUs of its own, the generator
+#: and the AI peer on the rest, as in production, where the platform and the AI are other machines
+#: (at equal priority on shared CPUs a server woken by a clear can wait a scheduler slice behind
+#: them, which is the harness's doing, not the server's); ``shared``: every process on every CPU
+#: at equal priority, as the ramp runs by default. The first one run is the one judged.
+PLACEMENTS = ("own", "shared")
 #: refinement stops when the bracket around a target's limit is this many calls wide or less
 REFINE_RESOLUTION = 10
 
@@ -58,6 +65,11 @@ def plan_cpus(workers: int, pin: bool) -> tuple[list[int], list[int]] | None:
     return cpus[:workers], cpus[workers:]
 
 
+def placement() -> str:
+    """How the processes of a step share the CPUs: ``own`` (the server pinned apart) or ``shared``."""
+    return "shared" if PINNED is None else "own"
+
+
 def _on_cpus(role: str) -> Any:
     """``preexec_fn`` for a child process: bind it (and what it forks) to its role's CPUs, and
     put the harness (generator, AI peer) at ``HARNESS_NICE``.
@@ -68,7 +80,9 @@ def _on_cpus(role: str) -> Any:
     server's priority (``--harness-nice 10``) they no longer hold it off a CPU, but the server is
     then woken and switched to for nearly every message, one at a time, which costs every target
     30-40% more CPU per message on this VM and moves the ramp's knee; so the default keeps equal
-    priority, and every target gets the same treatment either way."""
+    priority, and every target gets the same treatment either way. The barge-in scenario, which
+    measures latency rather than CPU, runs with the server on a CPU of its own as well
+    (:data:`PLACEMENTS`)."""
     cpus = None if PINNED is None else PINNED[0] if role == "server" else PINNED[1]
     nice = HARNESS_NICE if role != "server" else 0
     if cpus is None and not nice:
@@ -253,6 +267,33 @@ def gc_window(before: Histograms | None, after: Histograms | None) -> dict[str, 
     return out
 
 
+def _sched_wait(proc: psutil.Process) -> tuple[float, int] | None:
+    """Seconds ``proc`` and its child processes have spent runnable but waiting for a CPU, and how
+    many times they were put on one (Linux ``/proc/PID/schedstat`` of each process's main thread,
+    the one running its event loop); None where the kernel does not say."""
+    waited, runs = 0.0, 0
+    try:
+        for one in (proc, *proc.children(recursive=True)):
+            fields = Path(f"/proc/{one.pid}/schedstat").read_text().split()
+            waited += int(fields[1]) / 1e9
+            runs += int(fields[2])
+    except (OSError, IndexError, ValueError, psutil.Error):
+        return None
+    return waited, runs
+
+
+def sched_window(
+    before: tuple[float, int] | None, after: tuple[float, int] | None, seconds: float
+) -> dict[str, float] | None:
+    """The server's wait for a CPU over a window: the share of the window it spent runnable but
+    not running, and the mean wait each time it was put on a CPU (a message that wakes it waits
+    that long before the server sees it, whatever the server's own code costs)."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    waited, runs = after[0] - before[0], after[1] - before[1]
+    return {"share": waited / seconds, "mean_us": waited / runs * 1e6 if runs > 0 else 0.0}
+
+
 def _p99(values: list[float]) -> float | None:
     return sorted(values)[int(0.99 * (len(values) - 1))] if values else None
 
@@ -300,11 +341,13 @@ def run_step(
     time.sleep(0.2 + warm)
     gc0 = gc_pauses(url) if target == "callbridge" else None
     cpu0, gen0, peer0 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
+    wait0 = _sched_wait(proc)
     t0 = time.monotonic()
     time.sleep(window / 2)
     rss_peak = _rss(proc)
     time.sleep(window / 2)
     cpu1, gen1, peer1 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
+    wait1 = _sched_wait(proc)
     t1 = time.monotonic()
     gc1 = gc_pauses(url) if gc0 is not None else None  # (after t1: the scrape is not in the CPU window)
     gen.wait(timeout=seconds + 60)
@@ -348,6 +391,8 @@ def run_step(
         "generator_cpu_cores": _cores(gen0, gen1, t1 - t0),
         "ai_peer_cpu_cores": _cores(peer0, peer1, t1 - t0),
         "harness_cpus": len(PINNED[1]) if PINNED else None,  # None: all processes share every CPU
+        "placement": placement(),
+        "server_cpu_wait": sched_window(wait0, wait1, t1 - t0),
         "rss_idle_mib": rss_idle / 2**20,
         "rss_peak_mib": rss_peak / 2**20,
         "rss_per_call_mib": max(0.0, (rss_peak - rss_idle) / 2**20 / calls),
@@ -534,23 +579,49 @@ def bargein_scenario(target: str, calls: int, seconds: float, workdir: Path, run
     finally:
         stop(server)
         stop(ai_proc)
-    print(f"[{target}] barge-in at C={calls}: {step['bargein']}", flush=True)
+    print(f"[{target}] barge-in at C={calls} ({placement()} CPUs): {step['bargein']}", flush=True)
     return step
 
 
-def bargein_runs(targets: list[str], calls: int, seconds: float, repeats: int, workdir: Path) -> dict[str, Any]:
-    """The barge-in scenario ``repeats`` times per target, interleaved like the ramp; the run with
-    the median clear p99 stands for each target."""
-    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
-    for repeat in range(max(1, repeats)):
-        for target in targets:
-            runs[target].append(bargein_scenario(target, calls, seconds, workdir, f"barge{repeat}"))
-    chosen = {}
-    for target, steps in runs.items():
-        ordered = sorted(steps, key=lambda step: step["bargein"]["p99_ms"] or 0.0)
-        chosen[target] = dict(ordered[len(ordered) // 2])
-        chosen[target]["p99_all"] = [step["bargein"]["p99_ms"] for step in steps]
-        chosen[target]["stale_all"] = [step["bargein"]["stale_frames"] for step in steps]
+def bargein_runs(
+    targets: list[str], calls: int, seconds: float, repeats: int, workdir: Path, placements: Sequence[str] = PLACEMENTS
+) -> dict[str, dict[str, Any]]:
+    """The barge-in scenario ``repeats`` times per target and placement (:data:`PLACEMENTS`),
+    interleaved like the ramp; per placement, the run with the median clear p99 stands for each
+    target. ``own`` is left out, with a word on stdout, where no CPU can be spared for the server."""
+    global PINNED
+    plans: dict[str, tuple[list[int], list[int]] | None] = {}
+    for name in placements:
+        plan = plan_cpus(WORKERS, pin=True) if name == "own" else None
+        if name == "own" and plan is None:
+            print(
+                f"barge-in: no CPU left for the harness beside {WORKERS} server worker(s); runs shared only", flush=True
+            )
+            continue
+        plans[name] = plan
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {target: [] for target in targets} for name in plans}
+    ramp_plan = PINNED
+    try:
+        for repeat in range(max(1, repeats)):
+            for name, plan in plans.items():
+                PINNED = plan
+                for target in targets:
+                    runs[name][target].append(
+                        bargein_scenario(target, calls, seconds, workdir, f"barge-{name}{repeat}")
+                    )
+    finally:
+        PINNED = ramp_plan
+    return {
+        name: {target: median_bargein(steps) for target, steps in by_target.items()} for name, by_target in runs.items()
+    }
+
+
+def median_bargein(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median clear p99, with every run's p99 and stale frames beside it."""
+    ordered = sorted(steps, key=lambda step: step["bargein"]["p99_ms"] or 0.0)
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["p99_all"] = [step["bargein"]["p99_ms"] for step in steps]
+    chosen["stale_all"] = [step["bargein"]["stale_frames"] for step in steps]
     return chosen
 
 
@@ -627,6 +698,13 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="length of each barge-in run (20 s at 50 calls: about 650 clears, so a p99 is not a run's 3rd worst)",
     )
+    parser.add_argument(
+        "--bargein-placements",
+        default=",".join(PLACEMENTS),
+        help="where the barge-in runs go, the first one judged against the target: own (the server on a CPU "
+        "of its own, the generator and AI peer on the rest, as when they are other machines) and/or shared "
+        "(every process on every CPU at equal priority, as the ramp) (default %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="short steps, one repeat (a smoke run)")
     parser.add_argument(
         "--soak",
@@ -658,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
         "CPU per message on a small VM (default %(default)s: the server's own priority)",
     )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.bargein_placements.split(",")) - set(PLACEMENTS) - {""})
+    if unknown:
+        parser.error(f"--bargein-placements: unknown {', '.join(unknown)} (choose from {', '.join(PLACEMENTS)})")
     WORKERS = args.workers
     HARNESS_NICE = args.harness_nice
     PINNED = plan_cpus(args.workers, args.pin)
@@ -692,7 +773,12 @@ def main(argv: list[str] | None = None) -> int:
         targets = args.targets.split(",")
         report["targets"] = ramp(targets, steps, args.seconds, args.repeats, workdir, args.refine)
         if args.bargein_calls > 0:
-            report["bargein"] = bargein_runs(targets, args.bargein_calls, args.bargein_seconds, args.repeats, workdir)
+            placements = [p for p in args.bargein_placements.split(",") if p]
+            found = bargein_runs(targets, args.bargein_calls, args.bargein_seconds, args.repeats, workdir, placements)
+            judged = next(iter(found), None)
+            report["bargein"] = found.get(judged, {}) if judged else {}
+            report["bargein_placement"] = judged
+            report["bargein_also"] = {name: steps for name, steps in found.items() if name != judged}
         if args.soak:
             report["soak"] = soak(args.soak_calls, args.soak, workdir)
         if "callbridge" in args.targets:
