@@ -88,6 +88,11 @@ def gc_cell(window: dict[str, Any] | None) -> str:
     return f"{count}, {paused:.1f} ms (< {longest:g} ms)"
 
 
+def wait_cell(wait: dict[str, float] | None) -> str:
+    """The server's wait for a CPU over a step (``bench.load.sched_window``)."""
+    return "–" if not wait else f"{wait['share']:.1%}, {wait['mean_us']:.0f} us per run"
+
+
 def load_tables(load: dict[str, Any]) -> list[str]:
     lines = []
     for target, steps in load["targets"].items():
@@ -96,8 +101,8 @@ def load_tables(load: dict[str, Any]) -> list[str]:
             "",
             "| C | up p50 / p95 / p99 / max ms | down p50 / p95 / p99 / max ms | lost up/down | dup | late up/down "
             "| server cores | CPU s per call-s | RSS MiB/call | jitter p99 ms | generator / AI peer cores "
-            "| server GC: collections, ms paused (longest under) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| server GC: collections, ms paused (longest under) | server's wait for a CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in steps:
             up, down = s["up"], s.get("down", {})
@@ -109,7 +114,8 @@ def load_tables(load: dict[str, Any]) -> list[str]:
                 f"| {up['late']}/{down.get('late', '–')} | {fmt(s['server_cpu_cores'])} "
                 f"| {fmt(s['cpu_s_per_call_s'], 4)} "
                 f"| {fmt(s['rss_per_call_mib'], 3)} | {fmt(s.get('jitter_p99_ms'))} "
-                f"| {fmt(s.get('generator_cpu_cores'))} / {fmt(s.get('ai_peer_cpu_cores'))} | {gc_cell(s.get('gc'))} |"
+                f"| {fmt(s.get('generator_cpu_cores'))} / {fmt(s.get('ai_peer_cpu_cores'))} | {gc_cell(s.get('gc'))} "
+                f"| {wait_cell(s.get('server_cpu_wait'))} |"
             )
         lines.append("")
     return lines
@@ -178,12 +184,10 @@ def bargein_table(runs: dict[str, Any]) -> list[str]:
         each = ", ".join(fmt(v) for v in step.get("p99_all", [b["p99_ms"]]))
         stale = sum(step.get("stale_all", [b["stale_frames"]]))
         share = b.get("kernel_sent_share")
-        wait = step.get("server_cpu_wait")
-        waited = "-" if not wait else f"{wait['share']:.1%} of the time, {wait['mean_us']:.0f} us per run"
         lines.append(
             f"| {target} | {b['clears']} | {'-' if share is None else f'{share:.0%}'} "
             f"| {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} / {fmt(b['max_ms'])} "
-            f"| {each} | {stale} | {fmt(b.get('seen_p99_ms'))} | {waited} |"
+            f"| {each} | {stale} | {fmt(b.get('seen_p99_ms'))} | {wait_cell(step.get('server_cpu_wait'))} |"
         )
     return lines
 
@@ -328,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         + ". 'Calls per core' divides the largest clean C by the "
         "server CPU it used there (the machine has 2 cores shared by server, generator and AI peer, so this "
         "extrapolates to a dedicated core; the step tables show what the generator and the AI peer used, since "
-        "when the three together approach 2 cores, tail latency is set by contention). "
+        "when the three together approach 2 cores, tail latency is set by contention; the column 'server's wait "
+        "for a CPU' shows that contention from the server's side, as the Barge-in section explains). "
         "The machine is a shared VM: compare ratios within this run, not "
         "absolute numbers across runs. "
         f"Each step is the median of {load['repeats']} run(s) of {load['seconds']:.0f} s"
