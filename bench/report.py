@@ -231,7 +231,10 @@ def targets(load: dict[str, Any]) -> list[str]:
         rows.append(f"| RSS <= 1 MiB per active call | {fmt(worst, 3)} MiB (worst step) | {verdict(worst <= 1)} |")
     barge = load["bargein"].get("callbridge", {}).get("bargein")
     if barge:
-        stale_all = load["bargein"]["callbridge"].get("stale_all", [barge["stale_frames"]])
+        stale_all = list(load["bargein"]["callbridge"].get("stale_all", [barge["stale_frames"]]))
+        for runs in load.get("bargein_also", {}).values():  # a stale frame counts in any placement
+            if "callbridge" in runs:
+                stale_all += runs["callbridge"].get("stale_all", [runs["callbridge"]["bargein"]["stale_frames"]])
         ok = (barge["p99_ms"] or 99) <= 1.0 and not any(stale_all)
         floors = [
             f"{name} {fmt(step['bargein']['p99_ms'])} ms"
