@@ -173,6 +173,11 @@ PLACEMENT_WORDS = {
 }
 
 
+def stale_runs(step: dict[str, Any]) -> list[int]:
+    """Stale frames of each barge-in run behind a shown step (one run in an older load.json)."""
+    return list(step.get("stale_all", [step["bargein"]["stale_frames"]]))
+
+
 def bargein_table(runs: dict[str, Any]) -> list[str]:
     lines = [
         "| target | clears | kernel-stamped | clear latency p50 / p99 / max ms | p99 of each run ms "
@@ -182,7 +187,7 @@ def bargein_table(runs: dict[str, Any]) -> list[str]:
     for target, step in runs.items():
         b = step["bargein"]
         each = ", ".join(fmt(v) for v in step.get("p99_all", [b["p99_ms"]]))
-        stale = sum(step.get("stale_all", [b["stale_frames"]]))
+        stale = sum(stale_runs(step))
         share = b.get("kernel_sent_share")
         lines.append(
             f"| {target} | {b['clears']} | {'-' if share is None else f'{share:.0%}'} "
@@ -231,10 +236,10 @@ def targets(load: dict[str, Any]) -> list[str]:
         rows.append(f"| RSS <= 1 MiB per active call | {fmt(worst, 3)} MiB (worst step) | {verdict(worst <= 1)} |")
     barge = load["bargein"].get("callbridge", {}).get("bargein")
     if barge:
-        stale_all = list(load["bargein"]["callbridge"].get("stale_all", [barge["stale_frames"]]))
+        stale_all = stale_runs(load["bargein"]["callbridge"])
         for runs in load.get("bargein_also", {}).values():  # a stale frame counts in any placement
             if "callbridge" in runs:
-                stale_all += runs["callbridge"].get("stale_all", [runs["callbridge"]["bargein"]["stale_frames"]])
+                stale_all += stale_runs(runs["callbridge"])
         ok = (barge["p99_ms"] or 99) <= 1.0 and not any(stale_all)
         floors = [
             f"{name} {fmt(step['bargein']['p99_ms'])} ms"

@@ -776,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
             placements = [p for p in args.bargein_placements.split(",") if p]
             found = bargein_runs(targets, args.bargein_calls, args.bargein_seconds, args.repeats, workdir, placements)
             judged = next(iter(found), None)
-            report["bargein"] = found.get(judged, {}) if judged else {}
+            report["bargein"] = found[judged] if judged else {}
             report["bargein_placement"] = judged
             report["bargein_also"] = {name: steps for name, steps in found.items() if name != judged}
         if args.soak:
