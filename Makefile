@@ -33,7 +33,7 @@ serve: $(STAMP) $(NATIVE)
 test: $(STAMP) $(NATIVE)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/dsp
-	CALLBRIDGE_PURE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/core tests/spec
+	CALLBRIDGE_PURE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/core tests/language
 
 test-pure: $(STAMP)
 	CALLBRIDGE_PURE=1 $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.loader import SpecSet, load_specs
+from engine.language.loader import SpecSet, load_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = (ROOT / "tests" / "vectors" / "twilio" / "call.jsonl").read_text().splitlines()

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from engine.errors import CallbridgeError, SpecErrors
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 
 def _plural(n: int, word: str) -> str:
@@ -23,7 +23,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from engine.spec.loader import check_paths, default_spec_root
+    from engine.language.loader import check_paths, default_spec_root
 
     root = Path(args.specs) if args.specs else default_spec_root()
     paths = [Path(p) for p in args.paths] or [root]
@@ -41,7 +41,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> SpecSet:
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
 
     return load_specs(Path(args.specs) if args.specs else None)
 
@@ -75,8 +75,8 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from engine.core.actions import Notice
-    from engine.replay import describe_action, read_transcript, replay, step_json
+    from engine.core.commands import Notice
+    from engine.replay import describe_command, read_transcript, replay, step_json
 
     specs = _load(args)
     entries = read_transcript(Path(args.file))
@@ -95,7 +95,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if moved:
             print(f"      state: {'; '.join(moved)}")
         for action in step.actions:
-            print(f"      {describe_action(action)}")
+            print(f"      {describe_command(action)}")
     if not args.json:
         print(f"replay: {violations} violation{'s' if violations != 1 else ''}")
     return 0

@@ -1,7 +1,7 @@
 """The server's config file (``callbridge serve --config FILE``): load, check, route.
 
 Use :func:`load_config` for a file and :data:`DEFAULT` when there is none; both give a frozen
-:class:`Config`. A file is YAML, checked against ``engine/spec/schemas/config.schema.json``
+:class:`Config`. A file is YAML, checked against ``engine/language/schemas/config.schema.json``
 with every mistake located (``file:line:col: $.path: message``) exactly like specs, and raised
 together as :class:`~engine.errors.SpecErrors`. ``${ENV_VAR}`` in a route's ``url``,
 ``headers`` or ``account_id`` is read from the environment at load time; a variable that is
@@ -24,8 +24,8 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import Location, SpecError, SpecErrors
-from engine.spec.validate import schema_errors
-from engine.spec.yamlload import JsonPath, LoadedDocument, load_file
+from engine.language.validate import schema_errors
+from engine.language.yamlload import JsonPath, LoadedDocument, load_file
 
 #: ``url`` value meaning "the echo AI of this very server" (whatever port it listens on)
 ECHO_URL = "@echo"

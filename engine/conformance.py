@@ -9,7 +9,7 @@ AI backend under ``ai_providers/``, or anywhere: its shape tells which), drives 
 against ``protocol.yaml``'s own table, the end of the call from either side).
 
 There is no per-platform code: the kit plays the platform (or the AI) from the spec itself
-(:mod:`engine.spec.synth`: ``build_incoming`` writes the messages the spec would recognise,
+(:mod:`engine.language.synth`: ``build_incoming`` writes the messages the spec would recognise,
 ``read_outgoing`` reads what callbridge sent back through the spec's templates). Audio is real:
 a 440 Hz tone in the platform's own format and framing goes to the AI, a 660 Hz tone from the
 AI comes back; every frame callbridge sends must obey the spec's framing rules and decode, and
@@ -34,16 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from engine.core.actions import AI, TELEPHONY, Action, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import AI, TELEPHONY, Command, CloseLeg, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.errors import CallbridgeError, SpecError, SpecErrors, UsageError
-from engine.spec.loader import SpecSet, kind_of, load_peer, load_specs
-from engine.spec.peer import CompiledPeer
-from engine.spec.protocol import Policy
-from engine.spec.synth import build_incoming, read_outgoing
-from engine.spec.yamlload import JsonPath, LoadedDocument, load_file
+from engine.language.loader import SpecSet, kind_of, load_peer, load_specs
+from engine.language.peer import CompiledPeer
+from engine.language.protocol import Policy
+from engine.language.synth import build_incoming, read_outgoing
+from engine.language.yamlload import JsonPath, LoadedDocument, load_file
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 CALLER_TONE, AI_TONE = 440.0, 660.0
@@ -162,17 +162,17 @@ class Harness:
         self.tel_peer = specs.providers[provider]
         self.ai_peer = specs.ai_providers[ai]
         self.t = 0.0
-        self.actions: list[Action] = []
+        self.actions: list[Command] = []
         self.opened: list[OpenLeg] = []
         self._closed: set[str] = set()
 
-    def _run(self, actions: list[Action]) -> list[Action]:
-        done: list[Action] = []
+    def _run(self, actions: list[Command]) -> list[Command]:
+        done: list[Command] = []
         pending = list(actions)
         while pending:
             action = pending.pop(0)
             done.append(action)
-            more: list[Action] = []
+            more: list[Command] = []
             if isinstance(action, OpenLeg):
                 self.opened.append(action)
                 more = self.session.ai_opened(self.t)
@@ -183,19 +183,19 @@ class Harness:
         self.actions.extend(done)
         return done
 
-    def tel(self, frame: str | bytes) -> list[Action]:
+    def tel(self, frame: str | bytes) -> list[Command]:
         return self._run(self.session.receive_telephony(frame, self.t))
 
-    def ai(self, frame: str | bytes) -> list[Action]:
+    def ai(self, frame: str | bytes) -> list[Command]:
         return self._run(self.session.receive_ai(frame, self.t))
 
-    def tel_closed(self) -> list[Action]:
+    def tel_closed(self) -> list[Command]:
         self._closed.add(TELEPHONY)
         return self._run(self.session.telephony_closed(self.t))
 
-    def advance(self, seconds: float, step: float = 0.02) -> list[Action]:
+    def advance(self, seconds: float, step: float = 0.02) -> list[Command]:
         end = self.t + seconds
-        out: list[Action] = []
+        out: list[Command] = []
         while True:
             deadline = self.session.next_deadline()
             nxt = min(end, self.t + step) if deadline is None else min(end, deadline, self.t + step)
@@ -386,7 +386,7 @@ class Suite:
     def _ai_audio(self, ms: float, freq: float, start: int = 0) -> list[str | bytes]:
         fmt = self.h.session.ai_format
         data = encode(tone(fmt.sample_rate, ms, freq, 6000.0, start), fmt.sample_rate, fmt)
-        from engine.spec.synth import pattern_for
+        from engine.language.synth import pattern_for
 
         pattern = pattern_for(self.ai_peer, "media", binary=self.ai_peer.audio.inbound_payload == "binary")
         self.items += 1  # each burst is a new AI audio item (OpenAI's item_id)
@@ -665,7 +665,7 @@ class _Skip(Exception):
 def _where_from_message(peer: CompiledPeer, message: str) -> JsonPath | None:
     found = re.search(r"message '([A-Za-z_0-9]+)' needs \$\{([a-z_0-9]+)\}", message)
     if found:
-        from engine.spec.peer import _find_placeholder
+        from engine.language.peer import _find_placeholder
 
         name, var = found.groups()
         try:

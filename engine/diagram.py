@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from engine.spec.protocol import CompiledLeg, CompiledProtocol, Policy, Transition
+from engine.language.protocol import CompiledLeg, CompiledProtocol, Policy, Transition
 
 
 def _label(tr: Transition) -> str:

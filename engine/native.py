@@ -32,7 +32,7 @@ from types import ModuleType
 #: extend websockets' with several bases, which mypyc does not support; its per-message work
 #: is in engine/io/wire.py, which is)
 MODULES: tuple[str, ...] = (
-    "engine.core.actions",
+    "engine.core.commands",
     "engine.core.pipeline",
     "engine.core.playout",
     "engine.core.session",
@@ -41,9 +41,9 @@ MODULES: tuple[str, ...] = (
     "engine.dsp.transcoder",
     "engine.io.bridge",
     "engine.io.wire",
-    "engine.spec.extract",
-    "engine.spec.peer",
-    "engine.spec.templates",
+    "engine.language.extract",
+    "engine.language.peer",
+    "engine.language.templates",
 )
 #: mypyc's shared runtime library for the group (engine/_native__mypyc.*.so)
 GROUP = "engine._native"

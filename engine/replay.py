@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from engine.core.actions import Action, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import Command, CloseLeg, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.errors import UsageError
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Step:
     events: list[str]
     states_before: tuple[str, str]
     states_after: tuple[str, str]
-    actions: list[Action] = field(default_factory=list)
+    actions: list[Command] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def replay(
             pending = list(actions)
             while pending:
                 action = pending.pop(0)
-                more: list[Action] = []
+                more: list[Command] = []
                 if isinstance(action, OpenLeg):
                     more = session.ai_opened(t)
                 elif isinstance(action, CloseLeg) and action.leg in closed_by_us:
@@ -179,7 +179,7 @@ def replay(
     session.release()
 
 
-def describe_action(action: Action) -> str:
+def describe_command(action: Command) -> str:
     if isinstance(action, Send):
         if action.binary:
             return f"send {action.leg}: binary {len(action.data)} B"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.loader import SpecSet, load_specs
+from engine.language.loader import SpecSet, load_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"

@@ -9,7 +9,7 @@ Feed it what arrives and when; it returns what to do::
     deadline = session.next_deadline()                        # when to call on_timer, or None
     actions = session.on_timer(now)
 
-Each call returns a list of :mod:`engine.core.actions` (send, open the AI leg, close a leg,
+Each call returns a list of :mod:`engine.core.commands` (send, open the AI leg, close a leg,
 notices for logs and metrics). There are no sockets, clocks or awaits in here.
 
 One exception to "returned at the end": an adapter may set :attr:`CallSession.urgent` to a
@@ -36,7 +36,7 @@ from math import inf
 from types import MappingProxyType
 from typing import Any
 
-from engine.core.actions import AI, TELEPHONY, Action, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import AI, TELEPHONY, Command, CloseLeg, Notice, OpenLeg, Send
 from engine.core.numbers import to_e164
 from engine.core.pipeline import Converter, make_converter
 from engine.core.playout import CLEARED, PLAYED, Mark, MarkLedger, Playout
@@ -44,10 +44,10 @@ from engine.core.reorder import Reorder
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.errors import CallbridgeError, LocalProtocolError, RemoteProtocolError, UsageError
-from engine.spec import vocabulary as vocab
-from engine.spec.loader import SpecSet
-from engine.spec.peer import CompiledPeer
-from engine.spec.protocol import CompiledLeg, Policy, Transition
+from engine.language import vocabulary as vocab
+from engine.language.loader import SpecSet
+from engine.language.peer import CompiledPeer
+from engine.language.protocol import CompiledLeg, Policy, Transition
 
 #: seed 000's hangup reasons; anything else a platform says becomes NORMAL_CLEARING
 HANGUP_REASONS = frozenset({"NORMAL_CLEARING", "USER_BUSY", "NO_ANSWER", "CALL_REJECTED", "ORIGINATOR_CANCEL"})
@@ -179,9 +179,9 @@ class CallSession:
         protocol.legs[TELEPHONY].machine.add_model(self.tel)
         protocol.legs[AI].machine.add_model(self.ai)
         self._released = False
-        self._out: list[Action] = []
+        self._out: list[Command] = []
         #: the adapter's "act on these now" (see the module docstring); None: all are returned
-        self.urgent: Callable[[list[Action]], None] | None = None
+        self.urgent: Callable[[list[Command]], None] | None = None
         # Per-call environment for `$query`, `$path`, `$header` extraction roots.
         self._env: dict[str, Any] = {
             "query": dict(route.query),
@@ -234,30 +234,30 @@ class CallSession:
 
     # ------------------------------------------------------------------ public interface
 
-    def receive_telephony(self, message: str | bytes, now: float) -> list[Action]:
+    def receive_telephony(self, message: str | bytes, now: float) -> list[Command]:
         """A frame from the platform (``str`` for text frames, ``bytes`` for binary)."""
         return self._receive(self.tel, message, now, self._env)
 
-    def receive_ai(self, message: str | bytes, now: float) -> list[Action]:
+    def receive_ai(self, message: str | bytes, now: float) -> list[Command]:
         """A frame from the AI provider."""
         return self._receive(self.ai, message, now, self._ai_env)
 
-    def ai_opened(self, now: float) -> list[Action]:
+    def ai_opened(self, now: float) -> list[Command]:
         return self._internal(self.ai, "opened", now, {})
 
-    def ai_failed(self, now: float, reason: str = "") -> list[Action]:
+    def ai_failed(self, now: float, reason: str = "") -> list[Command]:
         out = self._internal(self.ai, "failed", now, {"reason": reason})
         message = f"AI provider unreachable: {reason}" if reason else "AI provider unreachable"
         out.insert(0, Notice("ai.connect_failed", AI, message, "warning", {}))
         return out
 
-    def ai_closed(self, now: float, code: int | None = None) -> list[Action]:
+    def ai_closed(self, now: float, code: int | None = None) -> list[Command]:
         return self._internal(self.ai, "closed", now, {"close_code": code})
 
-    def telephony_closed(self, now: float, code: int | None = None) -> list[Action]:
+    def telephony_closed(self, now: float, code: int | None = None) -> list[Command]:
         return self._internal(self.tel, "closed", now, {"close_code": code})
 
-    def hang_up(self, now: float, reason: str = "NORMAL_CLEARING") -> list[Action]:
+    def hang_up(self, now: float, reason: str = "NORMAL_CLEARING") -> list[Command]:
         """End the call from callbridge's side (drain, idle timeout, an operator): the AI gets
         its hangup with ``reason``, the platform its own hangup message (where its spec has one)
         and a close with the spec's code."""
@@ -291,7 +291,7 @@ class CallSession:
             self.ai_ctx["out_encoding"] = self.ai_format.encoding
             self.ai_ctx["out_sample_rate"] = self.ai_format.sample_rate
 
-    def receive_event(self, leg: str, event: str, fields: Mapping[str, Any], now: float) -> list[Action]:
+    def receive_event(self, leg: str, event: str, fields: Mapping[str, Any], now: float) -> list[Command]:
         """Feed a canonical event directly, as if a peer message had decoded to it (conformance
         kits and table tests use this; adapters use ``receive_telephony``/``receive_ai``)."""
         target = self.tel if leg == TELEPHONY else self.ai
@@ -328,7 +328,7 @@ class CallSession:
             return inf
         return max(self.playout.drains_at - TAIL_MARGIN_S, self._last_ai_audio + TAIL_WAIT_S)
 
-    def on_timer(self, now: float) -> list[Action]:
+    def on_timer(self, now: float) -> list[Command]:
         self.now = now
         out = self._out = []
         for name, deadline in list(self._timers.items()):
@@ -383,7 +383,7 @@ class CallSession:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _receive(self, leg: Leg, message: str | bytes, now: float, env: Mapping[str, Any]) -> list[Action]:
+    def _receive(self, leg: Leg, message: str | bytes, now: float, env: Mapping[str, Any]) -> list[Command]:
         self.now = now
         out = self._out = []
         leg.frames_in += 1
@@ -468,7 +468,7 @@ class CallSession:
             assert isinstance(entry, Policy)
             self._refuse(leg, "out_of_order", entry, f"media in state {leg.state}")
 
-    def _internal(self, leg: Leg, event: str, now: float, fields: Mapping[str, Any]) -> list[Action]:
+    def _internal(self, leg: Leg, event: str, now: float, fields: Mapping[str, Any]) -> list[Command]:
         self.now = now
         out = self._out = []
         self._dispatch(leg, event, fields)

@@ -1,7 +1,7 @@
 """Opening the AI leg under the config's failure policy.
 
 :func:`open_ai_leg` is what a bridge runs when the core asks for the AI leg (an
-:class:`~engine.core.actions.OpenLeg`): a ``websockets`` client connection to the provider's URL
+:class:`~engine.core.commands.OpenLeg`): a ``websockets`` client connection to the provider's URL
 with its headers and subprotocols, each attempt bounded by the connect timeout, retried with
 exponential backoff, then once more (with the same retries) at the fallback provider if one is
 configured. It returns the open connection, or ``None`` when every attempt failed; the caller

@@ -32,7 +32,7 @@ from math import inf
 from typing import Any
 
 from engine.config import AIFailurePolicy, Limits
-from engine.core.actions import AI, TELEPHONY, Action, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import AI, TELEPHONY, Command, CloseLeg, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallSession
 from engine.errors import CLOSE_INTERNAL_ERROR
 from engine.io.ai_client import Attempt, can_retarget, open_ai_leg, retarget
@@ -165,11 +165,11 @@ class CallBridge:
 
     # ------------------------------------------------------------------ actions
 
-    def _call(self, fn: Callable[[float], list[Action]]) -> None:
+    def _call(self, fn: Callable[[float], list[Command]]) -> None:
         self._execute(fn(self.loop.time()))
         self._poke()
 
-    def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: list[Command]) -> None:
         for action in actions:
             kind = type(action)
             if kind is Send:

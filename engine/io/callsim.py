@@ -6,7 +6,7 @@ that comes back, answers marks the way the platform would, and returns a :class:
 Use it from the command line (:func:`call_main`) or in tests (``await CallSim(...).run()``).
 
 How the platform's messages are made: by default they are synthesised from the platform spec
-itself (:mod:`engine.spec.synth`), so any spec works without example data: each incoming
+itself (:mod:`engine.language.synth`), so any spec works without example data: each incoming
 pattern read in reverse, its ``detection_pattern`` giving the constant fields (``event:
 media``) and its ``extraction_map`` where each value goes (``audio -> media.payload``). What the
 server sends back is read through the spec's outgoing templates (``Template.match``).
@@ -39,10 +39,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.errors import CallbridgeError, UsageError
-from engine.spec.loader import SpecSet
-from engine.spec.peer import CompiledPeer
-from engine.spec.synth import build_incoming, read_outgoing
-from engine.spec.yamlload import load_file
+from engine.language.loader import SpecSet
+from engine.language.peer import CompiledPeer
+from engine.language.synth import build_incoming, read_outgoing
+from engine.language.yamlload import load_file
 
 DEFAULT_URL = (
     "ws://127.0.0.1:8765/ws-adapter/{provider}/inbound/1/1/+14155550100?caller_id=+14155550123"
@@ -470,7 +470,7 @@ def _run(coro: Any) -> Any:
 
 def call_main(args: Any) -> int:
     from engine.io.wav import read_wav, speechlike, write_wav
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
 
     specs = load_specs(Path(args.specs) if args.specs else None)
     provider = args.provider

@@ -1,7 +1,7 @@
 """JSON log lines, one per event: ``ts``, ``level``, ``call_id``, ``leg``, ``code``, ``message``.
 
 Use :class:`JsonLog` everywhere in the server (never ``print``); :meth:`JsonLog.notice` logs a
-core :class:`~engine.core.actions.Notice`. Phone numbers in the fields named in
+core :class:`~engine.core.commands.Notice`. Phone numbers in the fields named in
 :data:`NUMBER_FIELDS` are masked (``+91*******915``) unless ``show_numbers`` is on.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from engine.core.actions import Notice
+from engine.core.commands import Notice
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 NUMBER_FIELDS = frozenset(

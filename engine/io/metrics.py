@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from engine.core.actions import Notice
+from engine.core.commands import Notice
 
 #: why a call ended, as the ``outcome`` label says it
 OUTCOMES = (

@@ -51,8 +51,8 @@ from engine.io.logs import JsonLog
 from engine.io.metrics import Metrics
 from engine.io.routing import ADAPTER_PREFIX, ECHO_PATH, Refusal, parse_adapter_path
 from engine.io.workers import WorkerLog, announce_ready, check_worker_env, supervise, supervisor_gone
-from engine.spec.detect import detect_provider
-from engine.spec.loader import SpecSet, load_specs
+from engine.language.detect import detect_provider
+from engine.language.loader import SpecSet, load_specs
 
 _PENDING_ATTR = "_callbridge_call"  # what process_request decided, kept on the connection
 AUTO = "auto"  # /ws-adapter/auto/...: the platform is detected from its first message(s)
@@ -405,7 +405,7 @@ class BridgeServer:
     ) -> str | None:
         """``/ws-adapter/auto/...``: read the first message (a second one when the first is
         ambiguous, e.g. a bare ``connected``), name the platform by the specs' patterns and
-        fingerprints (:func:`engine.spec.detect.detect_provider`). ``None``: refused and closed."""
+        fingerprints (:func:`engine.language.detect.detect_provider`). ``None``: refused and closed."""
         env = {
             "query": dict(route.query),
             "path": {},

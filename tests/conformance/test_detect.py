@@ -10,8 +10,8 @@ import pytest
 
 from engine.errors import RemoteProtocolError
 from engine.replay import read_transcript
-from engine.spec.detect import candidates, detect_provider
-from engine.spec.loader import SpecSet
+from engine.language.detect import candidates, detect_provider
+from engine.language.loader import SpecSet
 from tests.conftest import VECTORS
 
 VECTOR_FILES = sorted(VECTORS.glob("*/*.jsonl"))
@@ -84,7 +84,7 @@ def test_nothing_matches(specs: SpecSet) -> None:
 def test_messages_synthesised_from_each_spec_are_detected_as_it(specs: SpecSet) -> None:
     # callbridge's own simulator speaks a platform from its spec alone; those openings must be
     # told apart too (build_incoming writes each pattern's fingerprint as evidence)
-    from engine.spec.synth import build_incoming
+    from engine.language.synth import build_incoming
 
     values = {
         "stream_id": "S1",

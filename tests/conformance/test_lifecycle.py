@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli import main
 from engine.conformance import FAIL, PASS, run_conformance
-from engine.spec.loader import SPEC_SUFFIXES, SpecSet
+from engine.language.loader import SPEC_SUFFIXES, SpecSet
 from tests.conftest import ROOT
 
 SPECS = sorted(
@@ -86,7 +86,7 @@ def test_a_spec_that_does_not_load_fails_its_first_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
-    path = "tests/spec/broken/providers/unknown_key.yaml"
+    path = "tests/language/broken/providers/unknown_key.yaml"
     assert main(["conformance", path]) == 1
     out = capsys.readouterr().out
     assert "FAIL  spec/load" in out

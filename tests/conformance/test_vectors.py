@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from engine.conformance import tone_score
-from engine.core.actions import Notice, Send
+from engine.core.commands import Notice, Send
 from engine.replay import read_transcript, replay
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 from tests.conftest import VECTORS
 
 CALLS = sorted(p for p in VECTORS.glob("*/call*.jsonl"))

@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.core.actions import CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import CloseLeg, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 from tests.conftest import VECTORS
 
 TWILIO = [json.loads(line) for line in (VECTORS / "twilio" / "call.jsonl").read_text().splitlines()]

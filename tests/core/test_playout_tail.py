@@ -9,9 +9,9 @@ import base64
 import numpy as np
 import orjson
 
-from engine.core.actions import Send
+from engine.core.commands import Send
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 
 def sent_media(actions: list) -> list[bytes]:

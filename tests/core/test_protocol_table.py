@@ -12,10 +12,10 @@ from collections import deque
 
 import pytest
 
-from engine.core.actions import AI, TELEPHONY, CloseLeg, Notice
+from engine.core.commands import AI, TELEPHONY, CloseLeg, Notice
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.loader import SpecSet
-from engine.spec.protocol import CompiledLeg, Policy, Transition
+from engine.language.loader import SpecSet
+from engine.language.protocol import CompiledLeg, Policy, Transition
 
 MEDIA = b"\xff" * 160
 
@@ -89,7 +89,7 @@ def pairs(specs_: SpecSet) -> list[tuple[str, str, str]]:
 
 
 def _specs() -> SpecSet:
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
     from tests.conftest import ROOT
 
     return load_specs(ROOT / "specs")

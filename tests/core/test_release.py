@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.core.numbers import to_e164
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 
 def cyclic_garbage(run) -> Counter[str]:

@@ -8,10 +8,10 @@ import base64
 
 import orjson
 
-from engine.core.actions import Notice, Send
+from engine.core.commands import Notice, Send
 from engine.core.reorder import Reorder
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 
 def f(n: int) -> bytes:

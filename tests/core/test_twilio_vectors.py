@@ -11,9 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
-from engine.core.actions import CloseLeg, OpenLeg, Send
+from engine.core.commands import CloseLeg, OpenLeg, Send
 from engine.replay import read_transcript, replay
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 from tests.conftest import VECTORS
 
 CALL = VECTORS / "twilio" / "call.jsonl"

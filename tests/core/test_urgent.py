@@ -14,16 +14,16 @@ import orjson
 import pytest
 
 import engine.replay
-from engine.core.actions import Action, Send
+from engine.core.commands import Command, Send
 from engine.core.session import CallRoute, CallSession
 from engine.replay import read_transcript, replay
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 from tests.conftest import VECTORS
 
 BARGEIN = VECTORS / "twilio" / "bargein.jsonl"
 
 
-def replayed(specs: SpecSet) -> list[Action]:
+def replayed(specs: SpecSet) -> list[Command]:
     return [action for step in replay(specs, "twilio", read_transcript(BARGEIN)) for action in step.actions]
 
 
@@ -31,10 +31,10 @@ def test_handed_over_and_returned_actions_are_the_plain_run_in_order(
     specs: SpecSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plain = replayed(specs)
-    executed: list[Action] = []
-    handed: list[list[Action]] = []
+    executed: list[Command] = []
+    handed: list[list[Command]] = []
 
-    def hand_over(actions: list[Action]) -> None:
+    def hand_over(actions: list[Command]) -> None:
         handed.append(list(actions))
         executed.extend(actions)
 

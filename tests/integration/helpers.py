@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from engine.config import AIFailurePolicy, Config, Limits, Route, Target
 from engine.io.logs import JsonLog
 from engine.io.server import BridgeServer
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 ROOT = Path(__file__).resolve().parents[2]
 TWILIO_CALL = ROOT / "tests" / "vectors" / "twilio" / "call.jsonl"

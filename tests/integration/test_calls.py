@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from engine.dsp.resample import Resampler
 from engine.io.callsim import CallSim
 from engine.io.wav import best_correlation, speechlike, tone
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 from .helpers import (
     TWILIO_CALL,

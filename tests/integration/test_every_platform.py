@@ -27,7 +27,7 @@ from engine.config import Config
 from engine.dsp.resample import Resampler
 from engine.io.callsim import CallSim
 from engine.io.wav import best_correlation, speechlike
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 from .helpers import bridge_server, call_url, config_for, pcm16_frames, run
 

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from engine.io.callsim import CallSim
 from engine.io.wav import speechlike
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 from .helpers import TWILIO_CALL, RecordingAI, Script, bridge_server, call_url, config_for, run
 

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import DEFAULT, ECHO_URL, load_config, redact_url
 from engine.errors import SpecErrors
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 ROOT = Path(__file__).resolve().parents[2]
 

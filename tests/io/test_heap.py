@@ -21,7 +21,7 @@ CHILD = textwrap.dedent(
     import asyncio, gc, json, weakref
     from engine.config import DEFAULT
     from engine.io.server import BridgeServer
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
 
     class Node:  # stands for the replaced specs: reference cycles, freed only by the collector
         pass
@@ -87,13 +87,13 @@ CYCLES_CHILD = textwrap.dedent(
     import asyncio, collections, gc, json, subprocess, sys, textwrap, uvloop
     from engine.config import DEFAULT
     from engine.io.server import BridgeServer
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
 
     CALLS = textwrap.dedent('''
     import asyncio, sys
     from engine.io.callsim import CallSim
     from engine.io.wav import speechlike
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
     specs = load_specs()
     async def main():
         audio = speechlike(8000, 0.4)

@@ -11,7 +11,7 @@ from engine.core.session import CallRoute
 from engine.io.callsim import PlatformSpeaker
 from engine.io.logs import JsonLog, mask_number
 from engine.io.routing import Refusal, parse_adapter_path
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 PROVIDERS = ("twilio", "exotel")
 

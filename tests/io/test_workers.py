@@ -32,7 +32,7 @@ from engine.errors import SpecErrors
 from engine.io.callsim import CallReport, CallSim
 from engine.io.metrics import Metrics
 from engine.io.wav import speechlike
-from engine.spec.loader import SpecSet
+from engine.language.loader import SpecSet
 
 ROOT = Path(__file__).resolve().parents[2]
 Event = dict[str, Any]

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from engine.errors import RemoteProtocolError
-from engine.spec.extract import FieldError, compile_condition, compile_rule
-from engine.spec.loader import SpecSet, load_peer
-from engine.spec.paths import MISSING, PathSyntaxError, compile_getter, parse
-from engine.spec.templates import Template, TemplateSyntaxError
+from engine.language.extract import FieldError, compile_condition, compile_rule
+from engine.language.loader import SpecSet, load_peer
+from engine.language.paths import MISSING, PathSyntaxError, compile_getter, parse
+from engine.language.templates import Template, TemplateSyntaxError
 
 # The adapter guide's "Event Mapping Configuration" example, verbatim.
 GUIDE_EXAMPLE = """{

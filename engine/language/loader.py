@@ -14,10 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from engine.errors import Location, SpecError, SpecErrors
-from engine.spec.peer import CompiledPeer, compile_peer
-from engine.spec.protocol import CompiledProtocol, compile_protocol
-from engine.spec.validate import schema_errors
-from engine.spec.yamlload import LoadedDocument, load_file
+from engine.language.peer import CompiledPeer, compile_peer
+from engine.language.protocol import CompiledProtocol, compile_protocol
+from engine.language.validate import schema_errors
+from engine.language.yamlload import LoadedDocument, load_file
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 

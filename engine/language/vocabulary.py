@@ -34,6 +34,18 @@ GUARDS: dict[str, str] = {
     "mark_pending": "the mark is one callbridge sent and has not settled yet",
 }
 
+#: what a state means to the engine, declared per state in protocol.yaml (``role:``). The engine
+#: and the tools ask these questions of a leg ("is the AI leg up?", "is it still opening?") and
+#: never name a state, so a protocol designer may rename or add states freely.
+ROLES: dict[str, str] = {
+    "idle": "the leg has not been asked for yet (the AI leg before the caller's start)",
+    "opening": "the leg's peer is being reached or greeted (the platform's handshake, the AI's WebSocket)",
+    "setup": "the peer has greeted; the call's metadata is awaited",
+    "live": "the call is up on this leg: commands and audio may be sent to its peer",
+    "ending": "callbridge or the peer ended this leg; its socket is closing",
+    "ended": "the leg is gone (every final state has this role, and only final states)",
+}
+
 #: events the engine raises itself; a protocol may use any of them in transitions
 INTERNAL_EVENTS: frozenset[str] = frozenset({"dial", "opened", "failed", "closed", "timeout", "hangup_sent"})
 

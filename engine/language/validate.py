@@ -1,6 +1,6 @@
 """JSON Schema validation with every error located at its file, line and column.
 
-The schemas ship inside the package (``engine/spec/schemas/*.schema.json``). All errors of a
+The schemas ship inside the package (``engine/language/schemas/*.schema.json``). All errors of a
 document come out at once, each as ``file:LINE:COL: $.json.path: message``.
 """
 
@@ -18,7 +18,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
 from engine.errors import SpecError
-from engine.spec.yamlload import JsonPath, LoadedDocument
+from engine.language.yamlload import JsonPath, LoadedDocument
 
 SCHEMA_KINDS = ("protocol", "provider", "ai_provider", "config")
 
@@ -26,7 +26,7 @@ SCHEMA_KINDS = ("protocol", "provider", "ai_provider", "config")
 @cache
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema for one kind of file (see :data:`SCHEMA_KINDS`)."""
-    text = resources.files("engine.spec").joinpath("schemas", f"{kind}.schema.json").read_text()
+    text = resources.files("engine.language").joinpath("schemas", f"{kind}.schema.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -39,7 +39,7 @@ def _registry() -> Registry:
     resources_ = [
         (schema(name)["$id"], Resource.from_contents(schema(name)))
         for name in (*SCHEMA_KINDS, *_SHARED)
-        if resources.files("engine.spec").joinpath("schemas", f"{name}.schema.json").is_file()
+        if resources.files("engine.language").joinpath("schemas", f"{name}.schema.json").is_file()
     ]
     return Registry().with_resources(resources_)
 

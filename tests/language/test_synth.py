@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.spec.loader import SpecSet
-from engine.spec.synth import build_incoming, read_outgoing
+from engine.language.loader import SpecSet
+from engine.language.synth import build_incoming, read_outgoing
 from tests.conftest import ROOT
 
 SAMPLE = {

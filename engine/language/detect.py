@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 
 from engine.errors import CLOSE_POLICY_VIOLATION, RemoteProtocolError
-from engine.spec.loader import SpecSet
-from engine.spec.peer import CompiledPeer
+from engine.language.loader import SpecSet
+from engine.language.peer import CompiledPeer
 
 HANDSHAKE_EVENTS = frozenset({"connected", "start"})
 

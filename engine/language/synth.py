@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from engine.errors import UsageError
-from engine.spec.paths import parse
-from engine.spec.peer import CompiledPeer, Pattern
+from engine.language.paths import parse
+from engine.language.peer import CompiledPeer, Pattern
 
 
 def pattern_for(peer: CompiledPeer, event: str, *, binary: bool | None = None) -> Pattern:

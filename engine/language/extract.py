@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 import pybase64
 
-from engine.spec.paths import MISSING, Getter, compile_getter
+from engine.language.paths import MISSING, Getter, compile_getter
 
 
 class FieldError(ValueError):

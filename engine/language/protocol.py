@@ -17,8 +17,8 @@ from typing import Any
 from transitions import Machine, State
 
 from engine.errors import SpecError
-from engine.spec import vocabulary as vocab
-from engine.spec.yamlload import JsonPath, LoadedDocument
+from engine.language import vocabulary as vocab
+from engine.language.yamlload import JsonPath, LoadedDocument
 
 POLICY_KINDS = ("ignore", "warn", "reject", "close")
 DEFAULT_CLOSE_CODE = 1008

@@ -26,7 +26,7 @@ import orjson
 import pybase64
 
 from engine.errors import LocalProtocolError
-from engine.spec.paths import MISSING
+from engine.language.paths import MISSING
 
 _WHOLE = re.compile(r"^\$\{([a-z_][a-z0-9_]*)(?::(str|int|float))?(\?)?\}$")
 _INNER = re.compile(r"\$\{([a-z_][a-z0-9_]*)(?::(str|int|float))?\}")

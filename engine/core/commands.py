@@ -55,4 +55,4 @@ class Notice(NamedTuple):
     fields: Mapping[str, Any] = MappingProxyType({})
 
 
-Action = Send | OpenLeg | CloseLeg | Notice
+Command = Send | OpenLeg | CloseLeg | Notice

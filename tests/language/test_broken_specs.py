@@ -1,6 +1,6 @@
 """One broken spec per kind of mistake, and the exact located message `callbridge check` gives.
 
-The broken files live in ``tests/spec/broken/``; each message must name the file, line, column and
+The broken files live in ``tests/language/broken/``; each message must name the file, line, column and
 JSON path of the mistake, and say what is wrong in a way that points at the fix."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ EXPECTED = {
 @pytest.mark.parametrize("case", sorted(EXPECTED))
 def test_broken_spec_message(case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    path = f"tests/spec/broken/{case}"
+    path = f"tests/language/broken/{case}"
     assert main(["check", path]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("callbridge check:")]
     assert errors == [EXPECTED[case].replace("{f}", path)]
@@ -64,7 +64,7 @@ def test_shipped_specs_are_clean(capsys: pytest.CaptureFixture[str], monkeypatch
 
 def test_all_errors_come_out_at_once(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    assert main(["check", "tests/spec/broken/providers"]) == 1
+    assert main(["check", "tests/language/broken/providers"]) == 1
     err = capsys.readouterr().err
     assert f"{len([c for c in EXPECTED if c.startswith('providers/')])} errors in" in err
 
@@ -73,12 +73,12 @@ def test_whole_spec_folder_errors_are_sorted_by_file_and_line(tmp_path, monkeypa
     import shutil
 
     from engine.errors import SpecErrors
-    from engine.spec.loader import load_specs
+    from engine.language.loader import load_specs
 
     root = tmp_path / "specs"
     shutil.copytree(ROOT / "specs", root)
     for case in ("unknown_key", "bit_depth"):
-        text = (ROOT / "tests/spec/broken/providers" / f"{case}.yaml").read_text()
+        text = (ROOT / "tests/language/broken/providers" / f"{case}.yaml").read_text()
         (root / "providers" / f"{case}.yaml").write_text(text)
     with pytest.raises(SpecErrors) as info:
         load_specs(root)

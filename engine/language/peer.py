@@ -20,12 +20,12 @@ import orjson
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.errors import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA, RemoteProtocolError, SpecError
-from engine.spec import vocabulary as vocab
-from engine.spec.extract import Condition, FieldError, FieldRule, compile_condition, compile_rule
-from engine.spec.paths import MISSING, PathSyntaxError
-from engine.spec.protocol import CompiledProtocol
-from engine.spec.templates import Template, TemplateSyntaxError
-from engine.spec.yamlload import JsonPath, LoadedDocument
+from engine.language import vocabulary as vocab
+from engine.language.extract import Condition, FieldError, FieldRule, compile_condition, compile_rule
+from engine.language.paths import MISSING, PathSyntaxError
+from engine.language.protocol import CompiledProtocol
+from engine.language.templates import Template, TemplateSyntaxError
+from engine.language.yamlload import JsonPath, LoadedDocument
 
 #: seed 000: the AI side's formats and the one rate each must run at
 AI_FORMATS: dict[str, AudioFormat] = {
