@@ -350,6 +350,14 @@ class CallSession:
         self._sync_timers()
         return out
 
+    def ai_leg_in(self, role: str) -> bool:
+        """Whether the AI leg's state has ``role`` in the protocol (``"opening"``, ``"live"``, ...)."""
+        return self.ai.compiled.in_role(self.ai.state, role)
+
+    def tel_leg_in(self, role: str) -> bool:
+        """Whether the telephony leg's state has ``role`` in the protocol."""
+        return self.tel.compiled.in_role(self.tel.state, role)
+
     @property
     def finished(self) -> bool:
         """Both legs are in a final state: nothing more will happen on this call."""

@@ -282,7 +282,7 @@ class CallBridge:
                           call_id=self.call_id, leg=AI)
             self._call(lambda now: session.ai_failed(now, error))
             return
-        if session.ai.state != "connecting" or self._broken:  # the call ended (or timed out) meanwhile
+        if not session.ai_leg_in("opening") or self._broken:  # the call ended (or timed out) meanwhile
             await ws.close()
             return
         self.ai_ws = ws
@@ -294,7 +294,7 @@ class CallBridge:
             return
         rcvd = ws.protocol.close_rcvd
         code = rcvd.code if rcvd is not None else None
-        if session.ai.state == "active" and session.tel.state not in session.tel.compiled.final:
+        if session.ai_leg_in("live") and not session.tel_leg_in("ended"):
             self.outcome = self.outcome or "ai_dropped"
             ctx.log.event(
                 "warning",

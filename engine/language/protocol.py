@@ -84,6 +84,8 @@ class CompiledLeg:
     final: frozenset[str]
     states: tuple[str, ...]
     state_descriptions: Mapping[str, str]
+    roles: Mapping[str, str]  # state -> its declared role (vocabulary.ROLES)
+    role_states: Mapping[str, frozenset[str]]  # role -> the states that have it
     peer_events: tuple[str, ...]
     events: tuple[str, ...]  # peer events then this leg's internal events
     table: Mapping[tuple[str, str], Transition | Policy]
@@ -93,8 +95,17 @@ class CompiledLeg:
     unknown: Policy
     machine: SharedMachine = field(repr=False, compare=False)
 
-    def decide(self, state: str, event: str) -> Transition | Policy:
-        return self.table[(state, event)]
+    def in_role(self, state: str, role: str) -> bool:
+        """Whether ``state`` has ``role`` (one of :data:`vocabulary.ROLES`): what the engine and
+        the tools ask instead of naming a state."""
+        return state in self.role_states[role]
+
+    def first_state(self, role: str) -> str:
+        """The first state declared with ``role``; :class:`KeyError` when none has it."""
+        for state in self.states:
+            if self.roles[state] == role:
+                return state
+        raise KeyError(role)
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,16 @@ def _compile_leg(
     for state in final & set(states):
         if edges[state]:
             check.error((*base, "states", state), f"final state {state!r} has transitions to other states")
+    roles = {state: raw["states"][state]["role"] for state in states}
+    for state in states:
+        if (roles[state] == "ended") != (state in final):
+            check.error(
+                (*base, "states", state, "role"),
+                f"state {state!r} is {'final' if state in final else 'not final'}: "
+                + ("its role must be 'ended'" if state in final else "only final states have the role 'ended'"),
+            )
+    if "live" not in roles.values():
+        check.error((*base, "states"), "no state has the role 'live': the call could never be up on this leg")
     malformed = check.policy(raw.get("malformed", "warn"), (*base, "malformed"))
     unknown = check.policy(raw.get("unknown", "warn"), (*base, "unknown"))
     if check.errors:
@@ -290,6 +311,10 @@ def _compile_leg(
         final=frozenset(final),
         states=tuple(states),
         state_descriptions=MappingProxyType({s: raw["states"][s].get("description", "") for s in states}),
+        roles=MappingProxyType(roles),
+        role_states=MappingProxyType(
+            {role: frozenset(s for s in states if roles[s] == role) for role in vocab.ROLES}
+        ),
         peer_events=peer_events,
         events=leg_events,
         table=MappingProxyType(table),
