@@ -32,7 +32,9 @@ from types import ModuleType
 #: extend websockets' with several bases, which mypyc does not support; its per-message work
 #: is in engine/io/wire.py, which is)
 MODULES: tuple[str, ...] = (
+    "engine.core.audio",
     "engine.core.commands",
+    "engine.core.legs",
     "engine.core.pipeline",
     "engine.core.playout",
     "engine.core.session",

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from engine.core.commands import Command, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import CloseLeg, Command, Notice, OpenLeg, Reschedule, Send
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.errors import UsageError
 from engine.language.loader import SpecSet
@@ -196,6 +196,8 @@ def describe_command(action: Command) -> str:
         return f"open {action.leg} leg: {action.url}"
     if isinstance(action, CloseLeg):
         return f"close {action.leg} leg: {action.code} {action.reason}"
+    if isinstance(action, Reschedule):
+        return "reschedule: the next deadline may be earlier"
     assert isinstance(action, Notice)
     return f"{action.level} {action.code}: {action.message}"
 

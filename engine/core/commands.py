@@ -1,7 +1,9 @@
-"""What a :class:`~engine.core.session.CallSession` asks its adapter to do.
+"""The commands a :class:`~engine.core.session.CallSession` gives its adapter.
 
-The core never touches a socket: every ``receive_*``/``on_timer`` call returns a list of these,
-in order, and the adapter carries them out. ``leg`` is ``"telephony"`` or ``"ai"``.
+The core never touches a socket or a clock: every ``receive_*``/``on_timer`` call returns a list
+of these, in order, and the adapter carries them out in that order. ``leg`` is ``"telephony"``
+or ``"ai"``. (The protocol's named behaviours, ``actions:`` in ``protocol.yaml``, are what the
+core runs; commands are what it asks the adapter to do.)
 
 They are named tuples: immutable, and cheap enough to build one per audio frame.
 """
@@ -55,4 +57,14 @@ class Notice(NamedTuple):
     fields: Mapping[str, Any] = MappingProxyType({})
 
 
-Command = Send | OpenLeg | CloseLeg | Notice
+class Reschedule(NamedTuple):
+    """The call's next deadline may have moved earlier: read ``next_deadline()`` again.
+
+    At most one per returned list. Without one, the deadline the adapter last read still holds
+    (most media frames), so it need not recompute it.
+    """
+
+
+RESCHEDULE = Reschedule()
+
+Command = Send | OpenLeg | CloseLeg | Notice | Reschedule

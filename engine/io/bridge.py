@@ -11,8 +11,8 @@ them without a lock, and a message costs no task switch.
 * the AI leg: a task opens it when the core asks (:mod:`engine.io.ai_client`), then attaches;
 * timers: one ``loop.call_at`` handle at ``session.next_deadline()`` (an absolute deadline, so
   pacing error never accumulates), also enforcing the idle timeout;
-* urgent actions: the session hands a barge-in's platform ``clear`` to :meth:`CallBridge._execute`
-  the moment it makes it (``session.urgent``), and the rest of the barge-in comes back as usual.
+* a barge-in's platform ``clear`` is the first command the session returns for it, and is
+  written before anything after it.
 
 Backpressure: while one leg's write buffer is over its limit, the bridge stops reading the
 other leg (the playout buffer, capped by the spec, holds the AI's audio meanwhile).
@@ -32,7 +32,7 @@ from math import inf
 from typing import Any
 
 from engine.config import AIFailurePolicy, Limits
-from engine.core.commands import AI, TELEPHONY, Command, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import AI, TELEPHONY, CloseLeg, Command, Notice, OpenLeg, Reschedule, Send
 from engine.core.session import AITarget, CallSession
 from engine.errors import CLOSE_INTERNAL_ERROR
 from engine.io.ai_client import Attempt, can_retarget, open_ai_leg, retarget
@@ -75,7 +75,7 @@ class CallBridge:
         self._background: set[asyncio.Task[Any]] = set()
         self._frame_time = ctx.metrics.frame_time
         self._tel_count = self._ai_count = 0
-        session.urgent = self._execute  # a barge-in's clear is written before the core's bookkeeping
+        self._reschedule = True  # a Reschedule command came: read next_deadline() again
 
     @property
     def call_id(self) -> str:
@@ -170,6 +170,7 @@ class CallBridge:
         self._poke()
 
     def _execute(self, actions: list[Command]) -> None:
+        """Carry out a session's commands, in order."""
         for action in actions:
             kind = type(action)
             if kind is Send:
@@ -192,6 +193,8 @@ class CallBridge:
                     self._spawn(self.ai_ws.close(action.code, action.reason))
                 elif self._ai_task is not None:
                     self._ai_task.cancel()  # still connecting: stop trying
+            elif kind is Reschedule:
+                self._reschedule = True
 
     def _notice(self, notice: Notice) -> None:
         self.ctx.log.notice(self.call_id, notice)
@@ -318,9 +321,9 @@ class CallBridge:
         if session.finished:
             self._done.set()
             return
-        if not session.deadline_changed:
+        if not self._reschedule:
             return  # most media frames: nothing that could bring a deadline forward
-        session.deadline_changed = False
+        self._reschedule = False
         deadline = session.next_deadline()
         if deadline is not None and deadline < self._scheduled:
             self._arm_timer()
@@ -365,7 +368,7 @@ class CallBridge:
                 self._execute(session.on_timer(max(now, deadline)))
             if session.finished:
                 self._done.set()
-            session.deadline_changed = False
+            self._reschedule = False
             self._arm_timer()
         except Exception as exc:
             self._fail(exc)

@@ -1,15 +1,25 @@
-"""Compile ``specs/protocol.yaml`` into frozen per-leg tables and one shared state machine per leg.
+"""Compile ``specs/protocol.yaml`` into one shared ``transitions`` Machine per leg.
 
 Every (state, event) pair of a leg resolves at compile time to either a :class:`Transition`
-or a :class:`Policy`, so the per-message decision is one dict lookup. Each leg also gets one
-``transitions.Machine`` (built here, once); calls attach to it as models.
+(destination, guard, actions) or a :class:`Policy` (ignore, warn, reject, close), kept in the
+leg's ``table`` for the tools (``callbridge diagram``, the conformance kit). The same pairs
+become the leg's Machine: a legal transition with its guard and actions, followed, where it
+has a guard, by the ``else`` policy as the transition tried when the guard says no; every
+other pair an internal transition running its policy. The Machine is the one interpreter of
+the call's rules: the engine fires an event and the Machine does what the protocol says.
+
+The callbacks are bound explicitly from a :class:`Behaviours` registry (the engine's
+implementations of the vocabulary's names, :data:`engine.core.control.BEHAVIOURS` by default).
+Media frames are the one exception to firing triggers: each leg's ``media_states`` is derived
+from its Machine (the states whose ``media`` trigger runs only the media action), and the
+engine reads that set per frame instead.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -47,6 +57,20 @@ class Transition:
     guard: str | None
     actions: tuple[str, ...]
     otherwise: Policy  # applied when the guard says no
+
+
+@dataclass(frozen=True)
+class Behaviours:
+    """The engine's implementations of the vocabulary, as the Machine's callbacks.
+
+    ``actions`` and ``guards`` map each vocabulary name to a callable; ``violation(kind, policy,
+    event, guard)`` returns the callback applying ``policy`` to a refused event, or ``None`` when
+    there is nothing to do (``ignore``). Every callback is called with the arguments the engine
+    fires the trigger with."""
+
+    actions: Mapping[str, Callable[..., None]]
+    guards: Mapping[str, Callable[..., bool]]
+    violation: Callable[[str, Policy, str, str | None], Callable[..., None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +118,10 @@ class CompiledLeg:
     malformed: Policy
     unknown: Policy
     machine: SharedMachine = field(repr=False, compare=False)
+
+    def fire(self, model: Any, event: str, *args: Any) -> None:
+        """Fire ``event`` on ``model`` (a call's leg) through the leg's Machine."""
+        self.machine.events[event].trigger(model, *args)
 
     def in_role(self, state: str, role: str) -> bool:
         """Whether ``state`` has ``role`` (one of :data:`vocabulary.ROLES`): what the engine and
@@ -193,6 +221,7 @@ def _compile_leg(
     events: dict[str, EventDef],
     bridge_enter: dict[str, list[str]],
     check: _Checker,
+    behaviours: Behaviours,
 ) -> CompiledLeg | None:
     base: JsonPath = ("legs", leg)
     states = list(raw["states"])
@@ -209,7 +238,6 @@ def _compile_leg(
     default = check.policy(raw["default_policy"], (*base, "default_policy")) if "default_policy" in raw else None
     table: dict[tuple[str, str], Transition | Policy] = {}
     on_enter: dict[str, tuple[str, ...]] = {}
-    media_states: set[str] = set()
     edges: dict[str, set[str]] = {s: set() for s in states}
     media_action = vocab.MEDIA_ACTIONS[leg]
     broken_edges = False
@@ -243,7 +271,6 @@ def _compile_leg(
                         f"a media transition must stay in its state, have no guard "
                         f"and use only {media_action!r}: media frames never fire triggers",
                     )
-                media_states.add(state)
             elif media_action in actions:
                 check.error((*tpath, "actions"), f"{media_action!r} only runs on media")
             fallback = check.policy(tr["else"], (*tpath, "else")) if "else" in tr else otherwise
@@ -303,7 +330,7 @@ def _compile_leg(
     unknown = check.policy(raw.get("unknown", "warn"), (*base, "unknown"))
     if check.errors:
         return None
-    machine = _build_machine(leg, raw["initial"], states, table, on_enter)
+    machine = _build_machine(leg, raw["initial"], states, table, on_enter, behaviours)
     return CompiledLeg(
         name=leg,
         description=raw.get("description", ""),
@@ -318,7 +345,7 @@ def _compile_leg(
         peer_events=peer_events,
         events=leg_events,
         table=MappingProxyType(table),
-        media_states=frozenset(media_states),
+        media_states=_media_states(machine, behaviours.actions[media_action]),
         on_enter=MappingProxyType(on_enter),
         malformed=malformed,
         unknown=unknown,
@@ -336,12 +363,9 @@ class SharedMachine(Machine):
     """
 
     def add_model(self, model: Any, initial: Any = None) -> None:
+        """Attach ``model`` (a call's leg) in the initial state, or ``initial``."""
         self.set_state(initial if initial is not None else self.initial, model=model)  # type: ignore[arg-type]
         self.models.append(model)
-
-    def fire(self, model: Any, event: str, *args: Any) -> bool:
-        """Trigger ``event`` on ``model``; ``False`` when a guard said no."""
-        return bool(self.events[event].trigger(model, *args))
 
 
 def _build_machine(
@@ -350,22 +374,34 @@ def _build_machine(
     states: list[str],
     table: dict[tuple[str, str], Transition | Policy],
     on_enter: dict[str, tuple[str, ...]],
+    behaviours: Behaviours,
 ) -> SharedMachine:
-    """One Machine per leg, shared by every call. Callbacks are the leg model's ``act_*`` and
-    ``guard_*`` methods; media transitions are left out (they never fire a trigger)."""
-    machine_states = [State(s, on_enter=[f"act_{a}" for a in on_enter[s]]) for s in states]
-    transitions = []
+    """One Machine per leg, shared by every call: every pair of the table, with its callbacks."""
+    actions, guards, violation = behaviours.actions, behaviours.guards, behaviours.violation
+
+    def policy_callbacks(kind: str, policy: Policy, event: str, guard: str | None) -> list[Callable[..., None]]:
+        callback = violation(kind, policy, event, guard)
+        return [] if callback is None else [callback]
+
+    machine_states = [State(s, on_enter=[actions[a] for a in on_enter[s]]) for s in states]
+    transitions: list[dict[str, Any]] = []
     for (state, event), entry in table.items():
-        if isinstance(entry, Transition) and event != "media":
+        if isinstance(entry, Transition):
             transitions.append(
                 {
                     "trigger": event,
                     "source": state,
                     "dest": entry.dest,  # None = internal transition
-                    "conditions": [f"guard_{entry.guard}"] if entry.guard else [],
-                    "after": [f"act_{a}" for a in entry.actions],
+                    "conditions": [guards[entry.guard]] if entry.guard else [],
+                    "after": [actions[a] for a in entry.actions],
                 }
             )
+            if entry.guard:  # tried when the guard says no
+                after = policy_callbacks("guard", entry.otherwise, event, entry.guard)
+                transitions.append({"trigger": event, "source": state, "dest": None, "after": after})
+        else:
+            after = policy_callbacks("out_of_order", entry, event, None)
+            transitions.append({"trigger": event, "source": state, "dest": None, "after": after})
     return SharedMachine(
         model=None,
         states=machine_states,
@@ -378,8 +414,33 @@ def _build_machine(
     )
 
 
-def compile_protocol(doc: LoadedDocument) -> tuple[CompiledProtocol | None, list[SpecError]]:
-    """Compile a schema-valid protocol document; returns the result or the located errors."""
+def _media_states(machine: SharedMachine, media_action: Callable[..., None]) -> frozenset[str]:
+    """The states whose ``media`` trigger would only run the media action: there a media frame
+    goes straight to the audio path, without firing."""
+    event = machine.events.get("media")
+    if event is None:
+        return frozenset()
+    return frozenset(
+        source
+        for source, candidates in event.transitions.items()
+        if candidates
+        and candidates[0].dest is None
+        and not candidates[0].conditions
+        and list(candidates[0].after) == [media_action]
+    )
+
+
+def compile_protocol(
+    doc: LoadedDocument, behaviours: Behaviours | None = None
+) -> tuple[CompiledProtocol | None, list[SpecError]]:
+    """Compile a schema-valid protocol document; returns the result or the located errors.
+
+    ``behaviours``: the callbacks to bind (the engine's own, :mod:`engine.core.control`, by
+    default)."""
+    if behaviours is None:
+        from engine.core.control import BEHAVIOURS  # the core depends on this package, not back
+
+        behaviours = BEHAVIOURS
     data = doc.data
     check = _Checker(doc)
     events = _compile_events(data, check)
@@ -404,7 +465,7 @@ def compile_protocol(doc: LoadedDocument) -> tuple[CompiledProtocol | None, list
     legs: dict[str, CompiledLeg] = {}
     if not check.errors:
         for leg in ("telephony", "ai"):
-            compiled = _compile_leg(leg, data["legs"][leg], events, bridge_enter[leg], check)
+            compiled = _compile_leg(leg, data["legs"][leg], events, bridge_enter[leg], check, behaviours)
             if compiled is not None:
                 legs[leg] = compiled
     timers: list[TimerDef] = []

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.core.commands import CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import CloseLeg, Notice, OpenLeg, Reschedule, Send
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.language.loader import SpecSet
 from tests.conftest import VECTORS
@@ -26,7 +26,7 @@ AI_MESSAGES = [
     {"event": "mark", "mark": {"name": "m"}},
     {"event": "hangup", "hangup": {"reason": "NORMAL_CLEARING"}},
 ]
-ACTION_TYPES = (Send, OpenLeg, CloseLeg, Notice)
+ACTION_TYPES = (Send, OpenLeg, CloseLeg, Notice, Reschedule)
 
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False), st.text(max_size=20)

@@ -136,5 +136,5 @@ def test_frames_still_held_at_the_end_go_out_before_the_hangup(specs: SpecSet) -
 
 def test_platforms_without_reorder_build_no_buffer(specs: SpecSet) -> None:
     session = CallSession(specs, CallRoute("twilio"), AITarget(specs.ai_providers["default"]))
-    assert session._reorder is None
+    assert session.audio.reorder is None
     session.release()
