@@ -42,6 +42,10 @@ PY = sys.executable
 TARGETS = ("callbridge", "bare", "bare-direct", "naive")
 QUIET_MS = 600
 WORKERS = 1  # callbridge serve --workers (--workers on the command line)
+#: the target ``callbridge-baseline``: callbridge served from another checkout (--baseline-tree),
+#: e.g. a ``git worktree`` of the previous commit, to compare two builds in one interleaved run
+BASELINE = "callbridge-baseline"
+BASELINE_TREE: Path | None = None
 #: (server CPUs, harness CPUs) when the server under test gets cores of its own (``--pin``)
 PINNED: tuple[list[int], list[int]] | None = None
 #: the call generator's and AI peer's nice value (``--harness-nice``; 0: the server's priority)
@@ -131,16 +135,20 @@ def start_ai_peer(mode: str, record: Path) -> tuple[subprocess.Popen[str], int]:
 def start_target(target: str, ai_port: int, workdir: Path) -> tuple[subprocess.Popen[str], str]:
     """Start a server under test; callbridge runs with ``WORKERS`` worker processes."""
     ai_url = f"ws://127.0.0.1:{ai_port}"
-    if target == "callbridge":
+    if target in ("callbridge", BASELINE):
+        tree = ROOT if target == "callbridge" else BASELINE_TREE
+        if tree is None:
+            raise SystemExit(f"bench.load: the {BASELINE} target needs --baseline-tree")
         port = free_port()
-        config = workdir / "callbridge.yaml"
+        config = workdir / f"{target}.yaml"
         config.write_text(
-            f"listen: {{host: 127.0.0.1, port: {port}}}\nspecs: {ROOT / 'specs'}\nlog: {{level: warning}}\n"
+            f"listen: {{host: 127.0.0.1, port: {port}}}\nspecs: {tree / 'specs'}\nlog: {{level: warning}}\n"
             f"limits: {{max_calls: 5000}}\nroutes:\n  - ai: default\n    url: {ai_url}\n"
         )
         proc = subprocess.Popen(
-            [str(Path(PY).parent / "callbridge"), "serve", "--config", str(config), "--workers", str(WORKERS)],
-            cwd=ROOT,
+            [PY, "-m", "engine", "serve", "--config", str(config), "--workers", str(WORKERS)],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
             stdout=subprocess.DEVNULL,
             stderr=(workdir / "server.log").open("w"),
             text=True,
@@ -339,7 +347,7 @@ def run_step(
     warm = ramp + 1.0
     window = max(1.0, seconds - warm - 0.5)
     time.sleep(0.2 + warm)
-    gc0 = gc_pauses(url) if target == "callbridge" else None
+    gc0 = gc_pauses(url) if target in ("callbridge", BASELINE) else None
     cpu0, gen0, peer0 = _cpu_seconds(proc), _cpu_seconds(gen_proc), _cpu_seconds(peer)
     wait0 = _sched_wait(proc)
     t0 = time.monotonic()
@@ -679,9 +687,19 @@ def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global WORKERS, PINNED, HARNESS_NICE
+    global WORKERS, PINNED, HARNESS_NICE, BASELINE_TREE
     parser = argparse.ArgumentParser(description="callbridge load test against two baselines")
-    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated servers under test, from {', '.join((*TARGETS, BASELINE))}",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help=f"a checkout (e.g. `git worktree add /tmp/base HEAD~1`, built with `make native` there) "
+        f"that the {BASELINE} target serves from",
+    )
     parser.add_argument("--steps", default="25,50,75,100,125,150,175,200,250,300,400")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -740,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--bargein-placements: unknown {', '.join(unknown)} (choose from {', '.join(PLACEMENTS)})")
     WORKERS = args.workers
+    BASELINE_TREE = args.baseline_tree.resolve() if args.baseline_tree else None
     HARNESS_NICE = args.harness_nice
     PINNED = plan_cpus(args.workers, args.pin)
     if args.quick:

@@ -59,6 +59,8 @@ class BridgeContext:
 
 
 class CallBridge:
+    """One live call: the session, the platform's connection and (once open) the AI's."""
+
     def __init__(self, session: CallSession, telephony: DirectServerConnection, ctx: BridgeContext) -> None:
         self.session = session
         self.tel_ws = telephony
@@ -229,43 +231,40 @@ class CallBridge:
 
     # ------------------------------------------------------------------ the AI leg
 
-    async def _ai_leg(self, first: OpenLeg) -> None:
-        session, ctx = self.session, self.ctx
-        attempts = [Attempt(first.url, first.headers, first.subprotocols, session.ai.peer.name)]
-        fallback = ctx.fallback
+    def _attempts(self, first: OpenLeg) -> list[Attempt]:
+        """The routed AI provider, then the configured fallback (if any)."""
+        attempts = [Attempt(first.url, first.headers, first.subprotocols, self.session.ai.peer.name)]
+        fallback = self.ctx.fallback
         if fallback is not None:
             ws_spec = fallback.peer.websocket
             assert ws_spec is not None
-            attempts.append(
-                Attempt(
-                    fallback.url or ws_spec.url,
-                    fallback.headers if fallback.headers is not None else ws_spec.headers,
-                    ws_spec.subprotocols,
-                    fallback.peer.name,
-                )
-            )
+            headers = fallback.headers if fallback.headers is not None else ws_spec.headers
+            attempts.append(Attempt(fallback.url or ws_spec.url, headers, ws_spec.subprotocols, fallback.peer.name))
+        return attempts
 
-        def before_fallback() -> bool:
-            assert fallback is not None
-            if not can_retarget(session, fallback):
-                ctx.log.event(
-                    "warning",
-                    "ai.fallback_skipped",
-                    f"fallback {fallback.peer.name!r} not tried: the AI leg is already {session.ai.state}",
-                    call_id=self.call_id,
-                    leg=AI,
-                )
-                return False
-            retarget(session, fallback)
+    def _before_fallback(self) -> bool:
+        """Point the call at the fallback provider; ``False`` when it is too late for that."""
+        session, ctx, fallback = self.session, self.ctx, self.ctx.fallback
+        assert fallback is not None
+        if not can_retarget(session, fallback):
             ctx.log.event(
-                "info",
-                "ai.fallback",
-                f"trying fallback AI provider {fallback.peer.name!r}",
+                "warning",
+                "ai.fallback_skipped",
+                f"fallback {fallback.peer.name!r} not tried: the AI leg is already {session.ai.state}",
                 call_id=self.call_id,
                 leg=AI,
             )
-            return True
+            return False
+        retarget(session, fallback)
+        ctx.log.event(
+            "info", "ai.fallback", f"trying fallback AI provider {fallback.peer.name!r}", call_id=self.call_id, leg=AI
+        )
+        return True
 
+    async def _ai_leg(self, first: OpenLeg) -> None:
+        """Open the AI leg (retries, then the fallback), attach it, and report its close."""
+        session, ctx = self.session, self.ctx
+        attempts = self._attempts(first)
         try:
             ws, _, error = await open_ai_leg(
                 attempts,
@@ -275,7 +274,7 @@ class CallBridge:
                 log=ctx.log,
                 metrics=ctx.metrics,
                 call_id=self.call_id,
-                before_fallback=before_fallback,
+                before_fallback=self._before_fallback,
             )
         except asyncio.CancelledError:
             return
