@@ -279,9 +279,8 @@ class AudioPath:
         """Tell the AI how one of its marks ended (played, cleared, timed out)."""
         outcome = mark.outcome or PLAYED
         self.stats["marks_played" if outcome == PLAYED else "marks_cleared"] += outcome in (PLAYED, CLEARED)
-        self.outbox.note(
-            f"mark.{outcome}", TELEPHONY, f"mark {mark.name!r} {outcome}", "debug", {"mark": mark.name, "wire": mark.wire}
-        )
+        fields = {"mark": mark.name, "wire": mark.wire}
+        self.outbox.note(f"mark.{outcome}", TELEPHONY, f"mark {mark.name!r} {outcome}", "debug", fields)
         ai = self.ai
         name = f"mark_{outcome}" if f"mark_{outcome}" in ai.peer.templates else "mark"
         if ai.live:
@@ -325,7 +324,8 @@ class AudioPath:
         if self.item_id is not None:
             # The cut point within the current AI audio item: what the caller heard of it.
             ai.ctx["item_played_ms"] = max(0, round(playout.played_ms(now) - self.item_start_ms))
-            if playout.queued_ms <= 0 and playout.ahead_ms(now) <= 0 and not (framer is not None and framer.pending_bytes):
+            held = framer is not None and framer.pending_bytes
+            if playout.queued_ms <= 0 and playout.ahead_ms(now) <= 0 and not held:
                 ai.ctx.pop("x_item_id", None)  # that item was heard to its end: nothing to truncate
             self.item_id = None
         playout.clear(now, platform_flushes=self.clear_native)

@@ -33,7 +33,7 @@ from typing import Any
 
 from engine.core import control
 from engine.core.audio import AudioPath
-from engine.core.commands import AI, TELEPHONY, Command, CloseLeg, Notice
+from engine.core.commands import AI, TELEPHONY, CloseLeg, Command, Notice
 from engine.core.legs import Leg, Outbox
 from engine.core.numbers import to_e164
 from engine.core.playout import MarkLedger, Playout

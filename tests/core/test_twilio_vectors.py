@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from engine.core.commands import CloseLeg, OpenLeg, Send
-from engine.replay import read_transcript, replay
 from engine.language.loader import SpecSet
+from engine.replay import read_transcript, replay
 from tests.conftest import VECTORS
 
 CALL = VECTORS / "twilio" / "call.jsonl"
