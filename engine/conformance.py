@@ -637,7 +637,7 @@ class Suite:
             self.h.ai(frame)
         self.h.advance(0.5)
         at = self.h.mark()
-        played = self.h.session.playout.played_ms(self.h.t) - self.h.session._item_start_ms
+        played = self.h.session.playout.played_ms(self.h.t) - self.h.session.audio.item_start_ms
         self.h.ai(self.from_ai("clear"))
         self.h.advance(1.0)
         self.fail_on_errors(since, (*pattern.path, "reply") if pattern.replies else ("events",))

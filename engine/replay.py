@@ -218,7 +218,7 @@ def step_json(step: Step) -> dict[str, Any]:
             out_actions.append({"type": "open", "leg": action.leg, "url": action.url})
         elif isinstance(action, CloseLeg):
             out_actions.append({"type": "close", "leg": action.leg, "code": action.code, "reason": action.reason})
-        else:
+        elif isinstance(action, Notice):
             out_actions.append(
                 {
                     "type": "notice",
