@@ -25,6 +25,7 @@ from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.dsp.framer import Framer
 from engine.language.peer import CompiledPeer
+from engine.language.templates import Template
 
 EARLY_AUDIO_MS = 2000  # caller audio kept while the AI leg opens
 TAIL_MARGIN_S = 0.04  # send a held partial chunk this long before the platform runs dry
@@ -50,8 +51,9 @@ class AudioPath:
         self.uplink: Converter | None = None
         self.downlink: Converter | None = None
         self.framer: Framer | None = None
-        self._ai_media: Any = None
-        self._tel_media: Any = None
+        # the media templates, set at start (typed: the per-frame render is a native call)
+        self._ai_media: Template = ai.peer.templates["media"]
+        self._tel_media: Template = tel.peer.templates["media"]
         self._ai_ms_per_byte = 0.0
         self._last_ai_audio = -inf
         self._early: deque[bytes] = deque()

@@ -331,7 +331,9 @@ class CallSession:
 
     def _receive(self, leg: Leg, message: str | bytes, now: float) -> list[Command]:
         self.now = now
-        out = self.outbox.reset()
+        outbox = self.outbox
+        out = outbox.items = []  # Outbox.reset, inlined: once per frame
+        outbox.rescheduled = False
         leg.frames_in += 1
         try:
             decoded = leg.peer.decode(message, leg.env)
@@ -393,7 +395,11 @@ class CallSession:
             return
         try:
             if leg is self.tel:
-                self.audio.forward_media(fields)
+                audio = self.audio
+                if audio.reorder is None:
+                    audio.forward(fields["audio"])
+                else:
+                    audio.forward_media(fields)
             else:
                 if pattern is not None and pattern.remember:
                     self._remember(leg, pattern, fields)
