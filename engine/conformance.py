@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core.commands import AI, TELEPHONY, Command, CloseLeg, Notice, OpenLeg, Send
+from engine.core.commands import AI, TELEPHONY, CloseLeg, Command, Notice, OpenLeg, Send
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
@@ -296,12 +296,13 @@ class Suite:
 
     def open_call(self) -> None:
         """Handshake and start on the harness (used by the later checks)."""
-        if self.h.session.tel.state == "streaming":
+        session = self.h.session
+        if session.tel_leg_in("live"):
             return
         peer = self.tel_peer
-        if "connected" in peer.mapped_events and self.h.session.tel.state == "awaiting_handshake":
+        if "connected" in peer.mapped_events and session.tel_leg_in("opening"):
             self.h.tel(self.platform("connected"))
-        if self.h.session.tel.state != "streaming":
+        if not session.tel_leg_in("live"):
             self.h.tel(self.platform("start"))
 
     # -- telephony checks --------------------------------------------------------------
@@ -311,22 +312,23 @@ class Suite:
         since = self.h.mark()
         frame = self.platform("connected")
         self.h.tel(frame)
-        state = self.h.session.tel.state
+        session = self.h.session
+        state = session.tel.state
         self.fail_on_errors(since, ("events", "incoming", "message_patterns"))
-        if state not in ("connected", "streaming"):
+        if not (session.tel_leg_in("setup") or session.tel_leg_in("live")):
             raise CheckFailed(
                 f"after the handshake the telephony leg is in {state!r}", ("events", "incoming", "message_patterns")
             )
-        combined = state == "streaming"
+        combined = session.tel_leg_in("live")
         pattern = next(p for p in peer.patterns if "connected" in p.emits)
         return f"{pattern.key!r} recognised" + (" (also the start)" if combined else "")
 
     def t_start(self) -> str:
         since = self.h.mark()
-        if self.h.session.tel.state != "streaming":
+        if not self.h.session.tel_leg_in("live"):
             self.h.tel(self.platform("start"))
         self.fail_on_errors(since, ("events", "incoming", "message_patterns", "start"))
-        if self.h.session.tel.state != "streaming":
+        if not self.h.session.tel_leg_in("live"):
             raise CheckFailed(
                 f"start did not start the call (telephony leg in {self.h.session.tel.state!r})",
                 ("events", "incoming", "message_patterns"),
@@ -555,23 +557,23 @@ class Suite:
         return self._policy_check(frame, policy, "unknown message", leg)
 
     def t_order(self) -> str:
-        table = self.specs.protocol.legs[TELEPHONY].table
+        leg = self.specs.protocol.legs[TELEPHONY]
+        table = leg.table
         out = []
         # a fresh call: audio (or a start) before the handshake
         suite = Suite(self.specs, self.peer, self.doc, self.partner)
         peer = self.tel_peer
         combined = any("connected" in p.emits and "start" in p.emits for p in peer.patterns)
         if "connected" in peer.mapped_events and not combined:
-            entry = table[("awaiting_handshake", "start")]
+            entry = table[(leg.initial, "start")]
             assert isinstance(entry, Policy)
             out.append(suite._policy_check(suite.platform("start"), entry, "start before the handshake", TELEPHONY))
             suite = Suite(self.specs, self.peer, self.doc, self.partner)
             suite.h.tel(suite.platform("connected"))
-            entry = table[("connected", "media")]
-            state = "connected"
+            state = leg.first_state("setup")  # where the handshake leads: awaiting the call's metadata
         else:
-            entry = table[("awaiting_handshake", "media")]
-            state = "awaiting_handshake"
+            state = leg.initial
+        entry = table[(state, "media")]
         assert isinstance(entry, Policy)
         fmt = suite.tel_in()
         frame = suite.platform("media", audio=encode(tone(fmt.sample_rate, 20, CALLER_TONE), fmt.sample_rate, fmt))
