@@ -38,7 +38,7 @@ from engine.core.commands import AI, TELEPHONY, CloseLeg, Command, Notice, OpenL
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
-from engine.errors import CallbridgeError, SpecError, SpecErrors, UsageError
+from engine.errors import CallbridgeError, CheckFailed, SpecError, SpecErrors, UsageError
 from engine.language.loader import SpecSet, kind_of, load_peer, load_specs
 from engine.language.peer import CompiledPeer
 from engine.language.protocol import Policy
@@ -83,15 +83,6 @@ class Report:
         counts = {s: sum(1 for line in self.lines if line.status == s) for s in (PASS, FAIL, SKIP)}
         out.append(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped")
         return "\n".join(out)
-
-
-class CheckFailed(Exception):
-    """A check's failure: its message, and the place in the spec it points at (if any)."""
-
-    def __init__(self, message: str, where: JsonPath | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.where = where
 
 
 # ---------------------------------------------------------------------------------- audio

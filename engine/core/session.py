@@ -38,7 +38,7 @@ from engine.core.legs import Leg, Outbox
 from engine.core.numbers import to_e164
 from engine.core.playout import MarkLedger, Playout
 from engine.dsp.formats import AudioFormat
-from engine.errors import CallbridgeError, LocalProtocolError, RemoteProtocolError, UsageError
+from engine.errors import CallbridgeError, LocalProtocolError, ProtocolErrorKind, RemoteProtocolError, UsageError
 from engine.language.loader import SpecSet
 from engine.language.peer import CompiledPeer
 
@@ -339,8 +339,8 @@ class CallSession:
             decoded = leg.peer.decode(message, leg.env)
         except RemoteProtocolError as exc:
             compiled = leg.compiled
-            policy = compiled.malformed if exc.reason == "malformed" else compiled.unknown
-            control.refuse(self, leg, exc.reason, policy, exc.message)
+            policy = compiled.malformed if exc.kind is ProtocolErrorKind.MALFORMED else compiled.unknown
+            control.refuse(self, leg, exc.kind.value, policy, exc.message)
             return out
         if decoded is None:
             return out

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UnsupportedAudio
+
 #: every rate the resampler supports; any pair among them works.
 SUPPORTED_RATES = (8000, 12000, 16000, 24000, 44100, 48000)
 
@@ -102,7 +104,7 @@ def design_polyphase(in_rate: int, out_rate: int) -> PolyphaseFilter:
     """Design (once per process) the filter converting ``in_rate`` to ``out_rate``."""
     for rate in (in_rate, out_rate):
         if rate not in SUPPORTED_RATES:
-            raise ValueError(f"unsupported sample rate {rate}; supported: {SUPPORTED_RATES}")
+            raise UnsupportedAudio(f"unsupported sample rate {rate}; supported: {SUPPORTED_RATES}")
     common = math.gcd(in_rate, out_rate)
     up, down = out_rate // common, in_rate // common
     low_rate = min(in_rate, out_rate)

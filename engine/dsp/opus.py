@@ -26,7 +26,7 @@ import opuslib.api
 import opuslib.api.encoder
 from opuslib.api import ctl
 
-from ..errors import CodecError, UsageError
+from ..errors import CodecError, UnsupportedAudio, UsageError
 from .formats import OPUS_FRAME_TENTHS_MS, OPUS_RATES
 
 __all__ = ["OPUS_FRAME_MS", "OpusDecoder", "OpusEncoder"]
@@ -63,9 +63,9 @@ def _address(state: object) -> int:
 
 def _check_format(sample_rate: int, channels: int) -> None:
     if sample_rate not in OPUS_RATES:
-        raise UsageError(f"opus cannot run at {sample_rate} Hz; it supports {OPUS_RATES}")
+        raise UnsupportedAudio(f"opus cannot run at {sample_rate} Hz; it supports {OPUS_RATES}")
     if channels not in (1, 2):
-        raise UsageError(f"opus supports 1 or 2 channels, not {channels!r}")
+        raise UnsupportedAudio(f"opus supports 1 or 2 channels, not {channels!r}")
 
 
 class OpusEncoder:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import BufferTooSmall, UnsupportedAudio
 from . import kernels
 from .filters import SUPPORTED_RATES, PolyphaseFilter, design_polyphase
 
@@ -37,7 +38,7 @@ class Resampler:
 
     def __init__(self, in_rate: int, out_rate: int, channels: int = 1) -> None:
         if channels not in (1, 2):
-            raise ValueError(f"channels must be 1 or 2, not {channels!r}")
+            raise UnsupportedAudio(f"channels must be 1 or 2, not {channels!r}")
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.channels = channels
@@ -82,7 +83,7 @@ class Resampler:
             self._grow(frames)
         needed = self.output_frames(frames) * self.channels
         if len(out) < needed:  # numba does not bounds-check: this guard is what keeps memory safe
-            raise ValueError(f"out holds {len(out)} samples, this chunk needs {needed}")
+            raise BufferTooSmall(f"out holds {len(out)} samples, this chunk needs {needed}")
         return int(kernels.resample(samples, self._history, self._bank, self._state,
                                     self._acc, self._filtered, out))
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UnsupportedAudio, UsageError
 from . import kernels
 from .filters import SUPPORTED_RATES, design_polyphase
 from .formats import (
@@ -71,13 +71,13 @@ _INITIAL_MS = 120  # buffers start with room for the longest Opus packet; they g
 
 def _check(fmt: AudioFormat, side: str) -> None:
     if fmt.encoding != OPUS and fmt.encoding not in _KERNEL_CODES:
-        raise UsageError(f"{side} encoding {fmt.encoding!r} is not supported")
+        raise UnsupportedAudio(f"{side} encoding {fmt.encoding!r} is not supported")
     rates = OPUS_RATES if fmt.encoding == OPUS else SUPPORTED_RATES
     if fmt.sample_rate not in rates:
-        raise UsageError(f"{side} rate {fmt.sample_rate} Hz is not supported for "
-                         f"{fmt.encoding}; use one of {rates}")
+        raise UnsupportedAudio(f"{side} rate {fmt.sample_rate} Hz is not supported for "
+                               f"{fmt.encoding}; use one of {rates}")
     if fmt.channels not in (1, 2):
-        raise UsageError(f"{side} has {fmt.channels} channels; 1 or 2 are supported")
+        raise UnsupportedAudio(f"{side} has {fmt.channels} channels; 1 or 2 are supported")
 
 
 class Transcoder:

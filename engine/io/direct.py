@@ -37,6 +37,8 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.streams import StreamReader
 
+from engine.errors import LegClosed
+
 # The per-message functions live in engine.io.wire (compiled with mypyc); re-exported here.
 from engine.io.wire import MASK_KEYS, MaskKeys, Message, feed, frame_bytes, frames_directly, send_now
 
@@ -104,11 +106,11 @@ class DirectDelivery:
 
     async def next_message(self, timeout: float) -> Message:
         """The next message, for the rare reader that must wait for one before attaching (the
-        ``auto`` route's detection). Raises ``TimeoutError``, or ``EOFError`` once closed."""
+        ``auto`` route's detection). Raises ``TimeoutError``, or :exc:`~engine.errors.LegClosed` once closed."""
         deadline = self.loop.time() + timeout
         while not self._held:
             if self.protocol.state is not OPEN:
-                raise EOFError
+                raise LegClosed
             self._waiter = self.loop.create_future()
             try:
                 async with asyncio.timeout_at(deadline):

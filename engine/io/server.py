@@ -43,7 +43,7 @@ from websockets.http11 import Request, Response
 from engine import native
 from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_config, redact_url
 from engine.core.session import AITarget, CallRoute, CallSession
-from engine.errors import RemoteProtocolError, SpecErrors, UsageError
+from engine.errors import ProtocolErrorKind, RemoteProtocolError, SpecErrors, UsageError
 from engine.io.bridge import BridgeContext, CallBridge
 from engine.io.direct import DirectServerConnection, Message
 from engine.io.echo import echo_ai
@@ -420,7 +420,7 @@ class BridgeServer:
             try:
                 name = detect_provider(specs, first, env)
             except RemoteProtocolError as exc:
-                if exc.reason == "ambiguous" and len(first) < 2:
+                if exc.kind is ProtocolErrorKind.AMBIGUOUS and len(first) < 2:
                     continue
                 self.log.event("warning", "call.undetected", exc.message, leg="telephony")
                 await ws.close(exc.close_code, exc.message[:120])

@@ -15,8 +15,8 @@ tried on the frames, using only what the specs declare:
    several candidates all contradicted, is **ambiguous**: the error names them (the caller may
    supply one more frame, or the route must name the platform). Detection never guesses.
 
-Raises :class:`~engine.errors.RemoteProtocolError` with ``reason`` ``unknown`` (no spec fits) or
-``ambiguous`` (a tie), and a message naming the candidates, e.g. ``cannot tell the platform:
+Raises :class:`~engine.errors.RemoteProtocolError` of kind ``UNKNOWN`` (no spec fits) or
+``AMBIGUOUS`` (a tie), and a message naming the candidates, e.g. ``cannot tell the platform:
 matches twilio and smartflo equally (evidence: twilio 0, smartflo 0)``.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from engine.errors import CLOSE_POLICY_VIOLATION, RemoteProtocolError
+from engine.errors import CLOSE_POLICY_VIOLATION, ProtocolErrorKind, RemoteProtocolError
 from engine.language.loader import SpecSet
 from engine.language.peer import CompiledPeer
 
@@ -78,7 +78,9 @@ def candidates(specs: SpecSet, frames: Sequence[str | bytes], env: Mapping[str, 
 def detect_provider(specs: SpecSet, first_frames: Sequence[str | bytes], env: Mapping[str, Any] | None = None) -> str:
     """The name of the platform spec the first frames came from (see the module docstring)."""
     if not first_frames:
-        raise RemoteProtocolError("cannot tell the platform: no message yet", leg="telephony", reason="unknown")
+        raise RemoteProtocolError(
+            "cannot tell the platform: no message yet", leg="telephony", kind=ProtocolErrorKind.UNKNOWN
+        )
     found = candidates(specs, first_frames, env)
     what = f"{len(first_frames)} message{'s' if len(first_frames) != 1 else ''}"
     if not found:
@@ -87,7 +89,7 @@ def detect_provider(specs: SpecSet, first_frames: Sequence[str | bytes], env: Ma
         raise RemoteProtocolError(
             f"cannot tell the platform: no platform spec recognises the first {what} ({shown!r})",
             leg="telephony",
-            reason="unknown",
+            kind=ProtocolErrorKind.UNKNOWN,
             close_code=CLOSE_POLICY_VIOLATION,
         )
     top = found[0]
@@ -103,7 +105,7 @@ def detect_provider(specs: SpecSet, first_frames: Sequence[str | bytes], env: Ma
             f"cannot tell the platform: the first {what} match {listed} {how} "
             f"(fingerprint evidence: {evidence}); name the platform in the URL",
             leg="telephony",
-            reason="ambiguous",
+            kind=ProtocolErrorKind.AMBIGUOUS,
             close_code=CLOSE_POLICY_VIOLATION,
         )
     return found[0].name

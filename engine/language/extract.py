@@ -32,11 +32,8 @@ from typing import Any
 import orjson
 import pybase64
 
+from engine.errors import ConditionError, FieldError
 from engine.language.paths import MISSING, Getter, compile_getter
-
-
-class FieldError(ValueError):
-    """A value that cannot become its canonical type; the message names the field."""
 
 
 def _to_str(value: Any) -> str:
@@ -217,7 +214,7 @@ def _hashable(value: Any) -> bool:
 
 
 def compile_condition(path: str, raw: Any) -> Condition:
-    """Raises ``PathSyntaxError`` (from the path) or ``ValueError`` for a bad condition."""
+    """Raises ``PathSyntaxError`` (from the path) or ``ConditionError`` for a bad condition."""
     getter = compile_getter(path)
     if isinstance(raw, dict):
         ((op, arg),) = raw.items()
@@ -225,7 +222,7 @@ def compile_condition(path: str, raw: Any) -> Condition:
             return Condition(path, getter, "eq", arg)
         if op == "one_of":
             if not all(_hashable(a) for a in arg):
-                raise ValueError("one_of takes plain values (text, numbers, booleans)")
+                raise ConditionError("one_of takes plain values (text, numbers, booleans)")
             return Condition(path, getter, "in", frozenset(arg))
         if op == "present":
             return Condition(path, getter, "present" if arg else "absent", None)
@@ -234,7 +231,7 @@ def compile_condition(path: str, raw: Any) -> Condition:
 
 
 def compile_rule(field: str, raw: Any, field_type: str, *, required: bool, binary_frame: bool) -> FieldRule:
-    """Compile one extraction entry. Raises ``PathSyntaxError``/``ValueError`` when malformed."""
+    """Compile one extraction entry. Raises ``PathSyntaxError`` when a path is malformed."""
     constant: Any = MISSING
     default: Any = MISSING
     mapping = None

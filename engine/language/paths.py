@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine.errors import PathSyntaxError
+
 MISSING: Any = object()
 """Returned by getters when the path leads nowhere (distinct from a JSON ``null``)."""
 
@@ -23,10 +25,6 @@ ROOTS = ("$frame", "$message", "$query", "$path", "$header")
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
 
 Getter = Callable[[Any, Mapping[str, Any]], Any]
-
-
-class PathSyntaxError(ValueError):
-    """A path that cannot be parsed; the message says why."""
 
 
 def parse(path: str) -> tuple[str, tuple[str | int, ...]]:

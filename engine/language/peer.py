@@ -19,13 +19,25 @@ import orjson
 
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
-from engine.errors import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA, RemoteProtocolError, SpecError
+from engine.errors import (
+    CLOSE_INVALID_DATA,
+    CLOSE_UNSUPPORTED_DATA,
+    ExpressionError,
+    FieldError,
+    ProtocolErrorKind,
+    RemoteProtocolError,
+    SpecError,
+    TemplateSyntaxError,
+)
 from engine.language import vocabulary as vocab
-from engine.language.extract import Condition, FieldError, FieldRule, compile_condition, compile_rule
-from engine.language.paths import MISSING, PathSyntaxError
+from engine.language.extract import Condition, FieldRule, compile_condition, compile_rule
+from engine.language.paths import MISSING
 from engine.language.protocol import CompiledProtocol
-from engine.language.templates import Template, TemplateSyntaxError
+from engine.language.templates import Template
 from engine.language.yamlload import JsonPath, LoadedDocument
+
+_MALFORMED = ProtocolErrorKind.MALFORMED
+_UNKNOWN = ProtocolErrorKind.UNKNOWN
 
 #: seed 000: the AI side's formats and the one rate each must run at
 AI_FORMATS: dict[str, AudioFormat] = {
@@ -185,14 +197,14 @@ class CompiledPeer:
 
     def decode(self, frame: str | bytes, env: Mapping[str, Any]) -> Decoded | None:
         """Turn one frame into canonical events. ``None`` for a known message that means nothing
-        (an ``ignore`` pattern). Raises :class:`RemoteProtocolError` with ``reason`` ``malformed``
-        or ``unknown``."""
+        (an ``ignore`` pattern). Raises :class:`RemoteProtocolError` of kind ``MALFORMED``
+        or ``UNKNOWN``."""
         if type(frame) is not str:
             if not self._binary:
                 raise RemoteProtocolError(
                     f"binary frame of {len(frame)} bytes, but {self.name} sends no binary frames",
                     leg=self.kind,
-                    reason="unknown",
+                    kind=_UNKNOWN,
                     close_code=CLOSE_UNSUPPORTED_DATA,
                 )
             benv = dict(env)
@@ -201,7 +213,7 @@ class CompiledPeer:
                 if pattern.matches(None, benv):
                     return self._extract(pattern, None, benv)
             raise RemoteProtocolError(
-                "binary frame matches no pattern", leg=self.kind, reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA
+                "binary frame matches no pattern", leg=self.kind, kind=_UNKNOWN, close_code=CLOSE_UNSUPPORTED_DATA
             )
         try:
             message = orjson.loads(frame)
@@ -209,14 +221,14 @@ class CompiledPeer:
             raise RemoteProtocolError(
                 f"malformed JSON: {exc.msg} at character {exc.pos}",
                 leg=self.kind,
-                reason="malformed",
+                kind=_MALFORMED,
                 close_code=CLOSE_INVALID_DATA,
             ) from None
         if type(message) is not dict:
             raise RemoteProtocolError(
                 f"expected a JSON object, got {type(message).__name__}",
                 leg=self.kind,
-                reason="malformed",
+                kind=_MALFORMED,
                 close_code=CLOSE_INVALID_DATA,
             )
         found = self.detect(message, env)
@@ -224,7 +236,7 @@ class CompiledPeer:
             hint = message.get(self._index_key) if self._index_key else None
             what = f"{self._index_key}={hint!r}" if hint is not None else "no known shape"
             raise RemoteProtocolError(
-                f"unknown message ({what})", leg=self.kind, reason="unknown", close_code=CLOSE_UNSUPPORTED_DATA
+                f"unknown message ({what})", leg=self.kind, kind=_UNKNOWN, close_code=CLOSE_UNSUPPORTED_DATA
             )
         return self._extract(found, message, env)
 
@@ -235,7 +247,7 @@ class CompiledPeer:
             fields = pattern.extract(message, env)
         except FieldError as exc:
             raise RemoteProtocolError(
-                f"{pattern.emits[0]} message: {exc}", leg=self.kind, reason="malformed", close_code=CLOSE_INVALID_DATA
+                f"{pattern.emits[0]} message: {exc}", leg=self.kind, kind=_MALFORMED, close_code=CLOSE_INVALID_DATA
             ) from None
         return Decoded(pattern, pattern.emits, fields)
 
@@ -397,7 +409,7 @@ class _Compiler:
         for cpath, craw in raw.get("detection_pattern", {}).items():
             try:
                 conditions.append(compile_condition(cpath, craw))
-            except (PathSyntaxError, ValueError) as exc:
+            except ExpressionError as exc:
                 self.error((*path, "detection_pattern", cpath), str(exc))
         if frame == "text" and not conditions and not ignore:
             self.error(path, "a text pattern needs a detection_pattern")
@@ -428,7 +440,7 @@ class _Compiler:
                 rules.append(
                     compile_rule(fname, fraw, ftype, required=fname in required, binary_frame=frame == "binary")
                 )
-            except (PathSyntaxError, ValueError) as exc:
+            except ExpressionError as exc:
                 self.error(fpath, str(exc))
                 broken.add(fname)
         for fname in sorted(required - {r.field for r in rules} - broken):
@@ -439,7 +451,7 @@ class _Compiler:
         for cpath, craw in raw.get("fingerprint", {}).items():
             try:
                 fingerprint.append(compile_condition(cpath, craw))
-            except (PathSyntaxError, ValueError) as exc:
+            except ExpressionError as exc:
                 self.error((*path, "fingerprint", cpath), str(exc))
         return Pattern(
             key,

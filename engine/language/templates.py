@@ -25,20 +25,12 @@ from typing import Any
 import orjson
 import pybase64
 
-from engine.errors import LocalProtocolError
+from engine.errors import LocalProtocolError, ProtocolErrorKind, TemplateSyntaxError
 from engine.language.paths import MISSING
 
 _WHOLE = re.compile(r"^\$\{([a-z_][a-z0-9_]*)(?::(str|int|float))?(\?)?\}$")
 _INNER = re.compile(r"\$\{([a-z_][a-z0-9_]*)(?::(str|int|float))?\}")
 _SENTINEL = re.compile(rb'"\\u0000(\d+)\\u0000"')
-
-
-class TemplateSyntaxError(ValueError):
-    """A template that cannot be compiled; ``path`` says where inside it."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        self.path = path
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +137,14 @@ class Template:
                 return MISSING
             raise LocalProtocolError(
                 f"message {self.name!r} needs ${{{slot.name}}}, which this call does not have",
-                reason="template",
+                kind=ProtocolErrorKind.TEMPLATE,
             )
         try:
             return _CONVERT[slot.convert](value)
         except (TypeError, ValueError):
             raise LocalProtocolError(
                 f"message {self.name!r}: ${{{slot.name}}} = {value!r} is not a {slot.convert}",
-                reason="template",
+                kind=ProtocolErrorKind.TEMPLATE,
             ) from None
 
     def render(self, values: Mapping[str, Any], context: Mapping[str, Any]) -> bytes:
@@ -160,7 +152,7 @@ class Template:
         if self.binary:
             audio = values.get("audio", MISSING)
             if type(audio) is not bytes:
-                raise LocalProtocolError(f"message {self.name!r} needs audio bytes", reason="template")
+                raise LocalProtocolError(f"message {self.name!r} needs audio bytes", kind=ProtocolErrorKind.TEMPLATE)
             return audio
         filled = [self._value(slot, values, context) for slot in self._slots]
         if self.has_optional and any(v is MISSING for v in filled):

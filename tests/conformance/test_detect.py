@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.errors import RemoteProtocolError
-from engine.replay import read_transcript
+from engine.errors import ProtocolErrorKind, RemoteProtocolError
 from engine.language.detect import candidates, detect_provider
 from engine.language.loader import SpecSet
+from engine.replay import read_transcript
 from tests.conftest import VECTORS
 
 VECTOR_FILES = sorted(VECTORS.glob("*/*.jsonl"))
@@ -40,7 +40,7 @@ def test_a_bare_connected_is_ambiguous_until_the_start(specs: SpecSet) -> None:
         RemoteProtocolError, match="cannot tell the platform: the first 1 message match exotel and smartflo equally"
     ) as info:
         detect_provider(specs, first_frames(VECTORS / "smartflo" / "call.jsonl", 1))
-    assert info.value.reason == "ambiguous"
+    assert info.value.kind is ProtocolErrorKind.AMBIGUOUS
     assert detect_provider(specs, first_frames(VECTORS / "smartflo" / "call.jsonl", 2)) == "smartflo"
 
 
@@ -66,14 +66,14 @@ def test_truly_ambiguous_twilio_compatible_opening_is_refused(specs: SpecSet) ->
     )
     with pytest.raises(RemoteProtocolError, match=expected) as info:
         detect_provider(specs, [connected, start])
-    assert info.value.reason == "ambiguous" and "name the platform in the URL" in str(info.value)
+    assert info.value.kind is ProtocolErrorKind.AMBIGUOUS and "name the platform in the URL" in str(info.value)
     assert {c.name for c in candidates(specs, [connected, start])} >= {"twilio", "signalwire"}
 
 
 def test_nothing_matches(specs: SpecSet) -> None:
     with pytest.raises(RemoteProtocolError, match="no platform spec recognises the first 1 message") as info:
         detect_provider(specs, ['{"hello": "world"}'])
-    assert info.value.reason == "unknown"
+    assert info.value.kind is ProtocolErrorKind.UNKNOWN
     with pytest.raises(RemoteProtocolError, match="no message yet"):
         detect_provider(specs, [])
     # audio first is not an opening, even for platforms whose audio is binary

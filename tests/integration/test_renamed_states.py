@@ -167,14 +167,14 @@ def test_the_copy_names_no_old_state(renamed: Path) -> None:
     assert not set(copy["legs"]["telephony"]["states"]) & set(copy["legs"]["ai"]["states"])
     # it compiles, and every renamed state kept its role
     shipped, specs = load_specs(ROOT / "specs"), load_specs(renamed)
-    for leg_name, leg in specs.protocol.legs.items():
+    for leg_name, compiled in specs.protocol.legs.items():
         before = shipped.protocol.legs[leg_name]
-        names = dict(zip(before.states, leg.states, strict=True))
-        assert {names[s]: r for s, r in before.roles.items()} == dict(leg.roles)
-        assert leg.initial == names[before.initial]
-        assert leg.final == frozenset(names[s] for s in before.final)
-        assert leg.media_states == frozenset(names[s] for s in before.media_states)
-        assert not set(leg.states) & every_old
+        names = dict(zip(before.states, compiled.states, strict=True))
+        assert {names[s]: r for s, r in before.roles.items()} == dict(compiled.roles)
+        assert compiled.initial == names[before.initial]
+        assert compiled.final == frozenset(names[s] for s in before.final)
+        assert compiled.media_states == frozenset(names[s] for s in before.media_states)
+        assert not set(compiled.states) & every_old
 
 
 def test_check_passes_on_the_renamed_specs(renamed: Path, capsys: pytest.CaptureFixture[str]) -> None:

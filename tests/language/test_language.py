@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.errors import RemoteProtocolError
-from engine.language.extract import FieldError, compile_condition, compile_rule
+from engine.errors import FieldError, PathSyntaxError, ProtocolErrorKind, RemoteProtocolError, TemplateSyntaxError
+from engine.language.extract import compile_condition, compile_rule
 from engine.language.loader import SpecSet, load_peer
-from engine.language.paths import MISSING, PathSyntaxError, compile_getter, parse
-from engine.language.templates import Template, TemplateSyntaxError
+from engine.language.paths import MISSING, compile_getter, parse
+from engine.language.templates import Template
 
 # The adapter guide's "Event Mapping Configuration" example, verbatim.
 GUIDE_EXAMPLE = """{
@@ -80,10 +80,10 @@ class TestDetection:
         twilio = specs.providers["twilio"]
         with pytest.raises(RemoteProtocolError, match=r"unknown message \(event='transfer'\)") as info:
             twilio.decode('{"event": "transfer"}', {})
-        assert info.value.reason == "unknown"
+        assert info.value.kind is ProtocolErrorKind.UNKNOWN
         with pytest.raises(RemoteProtocolError, match="malformed JSON") as info:
             twilio.decode('{"event": "media",', {})
-        assert info.value.reason == "malformed" and info.value.close_code == 1007
+        assert info.value.kind is ProtocolErrorKind.MALFORMED and info.value.close_code == 1007
         with pytest.raises(RemoteProtocolError, match="expected a JSON object, got list"):
             twilio.decode("[1, 2]", {})
         with pytest.raises(RemoteProtocolError, match=r"field 'audio' at media\.payload: payload is not valid base64"):
