@@ -43,6 +43,7 @@ MODULES: tuple[str, ...] = (
     "engine.dsp.transcoder",
     "engine.io.bridge",
     "engine.io.wire",
+    "engine.language.decode",
     "engine.language.extract",
     "engine.language.peer",
     "engine.language.templates",

@@ -3,8 +3,11 @@
 A compiled peer knows how to turn one WebSocket frame from that peer into canonical events
 (:meth:`CompiledPeer.decode`), how to render each outgoing message (``templates``), and what
 audio the peer carries and how (``inbound``/``outbound``, framing, playout, marks, clear).
-Detection is indexed by the key most patterns test (``event`` for Twilio, ``type`` for
-jambonz), so recognising a message is one dict lookup plus the few remaining conditions.
+
+This module is the compile-time half: it checks a schema-valid document against the protocol
+and reports every mistake with its place (:func:`compile_peer`). The per-frame half, the
+:class:`~engine.language.decode.Decoder` it builds from the spec's patterns, lives in
+:mod:`engine.language.decode`.
 """
 
 from __future__ import annotations
@@ -13,31 +16,18 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
-
-import orjson
+from typing import Any
 
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
-from engine.errors import (
-    CLOSE_INVALID_DATA,
-    CLOSE_UNSUPPORTED_DATA,
-    ExpressionError,
-    FieldError,
-    ProtocolErrorKind,
-    RemoteProtocolError,
-    SpecError,
-    TemplateSyntaxError,
-)
+from engine.errors import ExpressionError, FieldError, SpecError, TemplateSyntaxError
 from engine.language import vocabulary as vocab
-from engine.language.extract import Condition, FieldRule, compile_condition, compile_rule
+from engine.language.decode import Decoded, Decoder, Pattern
+from engine.language.extract import FieldRule, compile_condition, compile_rule
 from engine.language.paths import MISSING
 from engine.language.protocol import CompiledProtocol
 from engine.language.templates import Template
 from engine.language.yamlload import JsonPath, LoadedDocument
-
-_MALFORMED = ProtocolErrorKind.MALFORMED
-_UNKNOWN = ProtocolErrorKind.UNKNOWN
 
 #: seed 000: the AI side's formats and the one rate each must run at
 AI_FORMATS: dict[str, AudioFormat] = {
@@ -52,39 +42,6 @@ GUIDE_AUDIO = AudioFormat(formats.PCM_16_LE, 8000, 1)
 
 #: outgoing messages derived from incoming patterns when a spec declares none (see mirror_templates)
 MIRRORED_EVENTS = ("media", "mark", "clear")
-
-
-@dataclass(frozen=True, slots=True)
-class Pattern:
-    """One kind of incoming message: how to recognise it and what canonical events it carries."""
-
-    key: str  # the message_patterns key it was declared under
-    emits: tuple[str, ...]
-    frame: str  # text | binary
-    conditions: tuple[Condition, ...]
-    rules: tuple[FieldRule, ...]
-    replies: tuple[str, ...]
-    ignore: bool = False
-    path: tuple[str | int, ...] = field(default=(), compare=False)
-    extract: Any = field(default=None, compare=False, repr=False)  # compiled by compile_extractor
-    #: the x_ fields it extracts: remembered in the leg's template context when it arrives
-    remember: tuple[str, ...] = field(default=(), compare=False)
-    #: auto-detection evidence only (``fingerprint:``); never consulted when decoding
-    fingerprint: tuple[Condition, ...] = field(default=(), compare=False)
-
-    def matches(self, message: Any, env: Mapping[str, Any]) -> bool:
-        for condition in self.conditions:  # noqa: SIM110 - a plain loop beats all(<genexpr>) per frame
-            if not condition.holds(message, env):
-                return False
-        return True
-
-
-class Decoded(NamedTuple):
-    """What one frame meant: the canonical events (in order) and the replies it asks for."""
-
-    pattern: Pattern
-    events: tuple[str, ...]
-    fields: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,87 +126,23 @@ class CompiledPeer:
     connection: ConnectionSpec
     templates: Mapping[str, Template]
     mapped_events: frozenset[str]  # canonical events some incoming pattern emits
+    decoder: Decoder = field(repr=False)  # the per-frame half: recognises and extracts incoming frames
     websocket: WebsocketSpec | None = None  # AI only
     ai_format_name: str | None = None  # AI only: pcm16 | g711_ulaw | opus
     opus_frame_ms: float = 20.0
-    _index_key: str | None = field(default=None, repr=False)
-    _indexed: Mapping[Any, tuple[Pattern, ...]] = field(default_factory=dict, repr=False)
-    _unindexed: tuple[Pattern, ...] = field(default=(), repr=False)
-    _binary: tuple[Pattern, ...] = field(default=(), repr=False)
     patterns: tuple[Pattern, ...] = field(default=(), repr=False)
 
     @property
     def leg(self) -> str:
         return self.kind
 
-    def detect(self, message: Any, env: Mapping[str, Any]) -> Pattern | None:
-        """The pattern a decoded JSON message matches, or ``None``."""
-        if self._index_key is not None and type(message) is dict:
-            value = message.get(self._index_key)
-            if type(value) in (str, int, bool):
-                for pattern in self._indexed.get(value, ()):
-                    if pattern.matches(message, env):
-                        return pattern
-        for pattern in self._unindexed:
-            if pattern.matches(message, env):
-                return pattern
-        return None
-
     def decode(self, frame: str | bytes, env: Mapping[str, Any]) -> Decoded | None:
-        """Turn one frame into canonical events. ``None`` for a known message that means nothing
-        (an ``ignore`` pattern). Raises :class:`RemoteProtocolError` of kind ``MALFORMED``
-        or ``UNKNOWN``."""
-        if type(frame) is not str:
-            if not self._binary:
-                raise RemoteProtocolError(
-                    f"binary frame of {len(frame)} bytes, but {self.name} sends no binary frames",
-                    leg=self.kind,
-                    kind=_UNKNOWN,
-                    close_code=CLOSE_UNSUPPORTED_DATA,
-                )
-            benv = dict(env)
-            benv["frame"] = frame if type(frame) is bytes else bytes(frame)  # type: ignore[arg-type]
-            for pattern in self._binary:
-                if pattern.matches(None, benv):
-                    return self._extract(pattern, None, benv)
-            raise RemoteProtocolError(
-                "binary frame matches no pattern", leg=self.kind, kind=_UNKNOWN, close_code=CLOSE_UNSUPPORTED_DATA
-            )
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise RemoteProtocolError(
-                f"malformed JSON: {exc.msg} at character {exc.pos}",
-                leg=self.kind,
-                kind=_MALFORMED,
-                close_code=CLOSE_INVALID_DATA,
-            ) from None
-        if type(message) is not dict:
-            raise RemoteProtocolError(
-                f"expected a JSON object, got {type(message).__name__}",
-                leg=self.kind,
-                kind=_MALFORMED,
-                close_code=CLOSE_INVALID_DATA,
-            )
-        found = self.detect(message, env)
-        if found is None:
-            hint = message.get(self._index_key) if self._index_key else None
-            what = f"{self._index_key}={hint!r}" if hint is not None else "no known shape"
-            raise RemoteProtocolError(
-                f"unknown message ({what})", leg=self.kind, kind=_UNKNOWN, close_code=CLOSE_UNSUPPORTED_DATA
-            )
-        return self._extract(found, message, env)
+        """Turn one frame from this peer into canonical events (:meth:`.Decoder.decode`).
 
-    def _extract(self, pattern: Pattern, message: Any, env: Mapping[str, Any]) -> Decoded | None:
-        if pattern.ignore and not (pattern.replies or pattern.remember):
-            return None  # (an ignored message with a reply, e.g. ping -> pong, still answers)
-        try:
-            fields = pattern.extract(message, env)
-        except FieldError as exc:
-            raise RemoteProtocolError(
-                f"{pattern.emits[0]} message: {exc}", leg=self.kind, kind=_MALFORMED, close_code=CLOSE_INVALID_DATA
-            ) from None
-        return Decoded(pattern, pattern.emits, fields)
+        The call core calls this for every frame; ``None`` means a known message that asks for
+        nothing, :exc:`~engine.errors.RemoteProtocolError` one the leg's policy must answer.
+        """
+        return self.decoder.decode(frame, env)
 
 
 # --------------------------------------------------------------------------------------------
@@ -621,33 +514,6 @@ def _put(message: dict[str, Any], path: str, value: Any) -> None:
     node[last] = value
 
 
-def _index(patterns: list[Pattern]) -> tuple[str | None, dict[Any, tuple[Pattern, ...]], tuple[Pattern, ...]]:
-    """Pick the key most text patterns test for equality and index them by its value."""
-    text = [p for p in patterns if p.frame == "text"]
-    counts: dict[str, int] = {}
-    for pattern in text:
-        for condition in pattern.conditions:
-            if condition.op == "eq" and "." not in condition.path and not condition.path.startswith("$"):
-                counts[condition.path] = counts.get(condition.path, 0) + 1
-    if not counts:
-        return None, {}, tuple(sorted(text, key=lambda p: -len(p.conditions)))
-    key = max(counts, key=lambda k: counts[k])
-    indexed: dict[Any, list[Pattern]] = {}
-    rest: list[Pattern] = []
-    for pattern in text:
-        value = next((c.arg for c in pattern.conditions if c.path == key and c.op == "eq"), None)
-        if value is None or type(value) not in (str, int, bool):
-            rest.append(pattern)
-        else:
-            indexed.setdefault(value, []).append(pattern)
-    # Most specific first, so {event: media, track: inbound} wins over {event: media}.
-    return (
-        key,
-        {v: tuple(sorted(ps, key=lambda p: -len(p.conditions))) for v, ps in indexed.items()},
-        tuple(sorted(rest, key=lambda p: -len(p.conditions))),
-    )
-
-
 def compile_peer(
     doc: LoadedDocument, kind: str, protocol: CompiledProtocol, name: str
 ) -> tuple[CompiledPeer | None, list[SpecError]]:
@@ -715,7 +581,6 @@ def compile_peer(
         display = data["provider"]
     if c.errors:
         return None, c.errors
-    key, indexed, unindexed = _index(patterns)
     return CompiledPeer(
         kind=kind,
         name=name,
@@ -730,13 +595,10 @@ def compile_peer(
         connection=connection,
         templates=MappingProxyType(templates),
         mapped_events=mapped,
+        decoder=Decoder.from_patterns(kind, name, tuple(patterns)),
         websocket=websocket,
         ai_format_name=ai_format,
         opus_frame_ms=frame_ms,
-        _index_key=key,
-        _indexed=MappingProxyType(indexed),
-        _unindexed=unindexed,
-        _binary=tuple(p for p in patterns if p.frame == "binary"),
         patterns=tuple(patterns),
     ), []
 

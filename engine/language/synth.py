@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 
 from engine.errors import UsageError
+from engine.language.decode import Pattern
 from engine.language.paths import parse
-from engine.language.peer import CompiledPeer, Pattern
+from engine.language.peer import CompiledPeer
 
 
 def pattern_for(peer: CompiledPeer, event: str, *, binary: bool | None = None) -> Pattern:

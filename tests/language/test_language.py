@@ -72,8 +72,8 @@ class TestDetection:
 
     def test_index_prefers_the_most_specific_pattern(self, specs: SpecSet) -> None:
         twilio = specs.providers["twilio"]
-        assert twilio._index_key == "event"
-        pattern = twilio.detect({"event": "media", "media": {"payload": ""}}, {})
+        assert twilio.decoder.index_key == "event"
+        pattern = twilio.decoder.detect({"event": "media", "media": {"payload": ""}}, {})
         assert pattern is not None and pattern.emits == ("media",)
 
     def test_unknown_and_malformed(self, specs: SpecSet) -> None:
