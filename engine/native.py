@@ -34,6 +34,7 @@ from types import ModuleType
 MODULES: tuple[str, ...] = (
     "engine.core.audio",
     "engine.core.commands",
+    "engine.core.control",
     "engine.core.legs",
     "engine.core.pipeline",
     "engine.core.playout",
