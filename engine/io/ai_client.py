@@ -30,6 +30,9 @@ from engine.io.metrics import Metrics
 
 @dataclass(frozen=True)
 class Attempt:
+    """One way to reach an AI backend: its URL, upgrade headers and subprotocols, and the spec
+    name it is reported under. :func:`open_ai_leg` tries a list of them in order."""
+
     url: str
     headers: Mapping[str, str]
     subprotocols: tuple[str, ...]
@@ -49,6 +52,11 @@ def retarget(session: CallSession, target: AITarget) -> None:
 
 
 async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> DirectClientConnection:
+    """Open one WebSocket to the AI, in direct mode (each message goes straight to the bridge).
+
+    No retry: that is :func:`open_ai_leg`'s job. Raises what ``websockets.connect`` raises
+    (``OSError``, ``TimeoutError``, ``InvalidHandshake``...) when the AI cannot be reached.
+    """
     ws = await connect(
         attempt.url,
         additional_headers=dict(attempt.headers),

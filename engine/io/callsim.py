@@ -119,6 +119,9 @@ def _examples(peer: CompiledPeer, transcript: Path) -> dict[str, dict[str, Any]]
 
 @dataclass
 class CallReport:
+    """What one simulated call saw: counts, the audio the server sent back (``received``, at
+    ``rate`` Hz), how it ended, and anything it could not read. :meth:`CallSim.run` fills it."""
+
     frames_sent: int = 0
     frames_received: int = 0
     other_received: int = 0
@@ -137,9 +140,11 @@ class CallReport:
 
     @property
     def clean(self) -> bool:
+        """Whether the server closed the call normally (1000 or 1001): the CLI's exit status."""
         return self.close_code in (1000, 1001)
 
     def summary(self) -> str:
+        """A few lines for a person: duration, close, frames each way, time to first audio."""
         first = f"{self.first_audio_s * 1000:.0f} ms" if self.first_audio_s is not None else "none"
         return (
             f"call: {self.duration_s:.2f} s, closed {self.close_code} {self.close_reason!r}\n"
@@ -265,6 +270,12 @@ class CallSim:
         await ws.send(message)
 
     async def run(self) -> CallReport:
+        """Dial the server, play the whole call (start, audio, DTMF, a silent tail, stop) in real
+        time, answering marks and clears as the platform would, and report what came back.
+
+        Raises :exc:`~engine.errors.UsageError` when the server cannot be reached or refuses
+        the upgrade; a call the server ends early is reported, not raised.
+        """
         loop = asyncio.get_running_loop()
         frames = self._frames()
         silence = self._silence_frame()
@@ -469,6 +480,10 @@ def _run(coro: Any) -> Any:
 
 
 def call_main(args: Any) -> int:
+    """``callbridge call``: run one simulated call from parsed arguments and print its report.
+
+    Exit status 0 when the server closed the call cleanly, 1 otherwise.
+    """
     from engine.io.wav import read_wav, speechlike, write_wav
     from engine.language.loader import load_specs
 

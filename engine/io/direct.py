@@ -185,6 +185,8 @@ class DirectDelivery:
     # ------------------------------------------------------------------ reading in slices
 
     def data_received(self, data: bytes) -> None:
+        """Called by asyncio with bytes from the socket: parse them now, or in slices of
+        :data:`SLICE_BYTES` over several loop turns when the read is larger."""
         if self._backlog:  # (reading is paused meanwhile; kept in order should a read slip in)
             self._backlog += data
             return
@@ -234,24 +236,29 @@ class DirectDelivery:
         self._pausers.add(reason)
 
     def resume_reading_for(self, reason: str) -> None:
+        """Withdraw a reason given to :meth:`pause_reading_for`; reading resumes when none is left."""
         if reason in self._pausers:
             self._pausers.discard(reason)
             if not self._pausers and not self.transport.is_closing():
                 self.transport.resume_reading()
 
     def pause_writing(self) -> None:
+        """Called by asyncio when the write buffer is over its high mark; tells ``on_writable``."""
         super().pause_writing()  # type: ignore[misc]
         callback = self.on_writable
         if callback is not None:
             callback(False)
 
     def resume_writing(self) -> None:
+        """Called by asyncio when the write buffer drained below its low mark; tells ``on_writable``."""
         super().resume_writing()  # type: ignore[misc]
         callback = self.on_writable
         if callback is not None:
             callback(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Called by asyncio once the socket is gone: drops unparsed bytes and wakes a
+        :meth:`next_message` waiting for a message that will not come."""
         self._backlog.clear()
         self._partial.clear()
         super().connection_lost(exc)  # type: ignore[misc]
@@ -261,29 +268,40 @@ class DirectDelivery:
 
 
 class DirectServerConnection(DirectDelivery, ServerConnection):
+    """A platform's connection to callbridge: give it to ``websockets.serve`` as
+    ``create_connection``; messages are held until a bridge :meth:`~DirectDelivery.attach` es."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._direct_init()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """As :meth:`DirectDelivery.connection_lost`, and frees what ``serve()`` left behind."""
         super().connection_lost(exc)
         # websockets' serve() gives the protocol a closure over this connection for
         # select_subprotocol, a cycle; the handshake is long over, so the closure goes.
         vars(self.protocol).pop("select_subprotocol", None)
 
     def process_event(self, event: Any) -> None:
+        """``websockets``' hook for each parsed frame: data messages go to ``on_message`` once the
+        handshake is done, everything else (pings, close) to ``websockets``."""
         if self.direct and self.request is not None and self._direct_event(event):
             return
         super().process_event(event)
 
 
 class DirectClientConnection(DirectDelivery, ClientConnection):
+    """callbridge's connection to an AI backend: give it to ``websockets.connect`` as
+    ``create_connection``; in direct mode from the start, its messages held until the bridge
+    attaches."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._direct_init()
         self.direct = True  # a bridge's AI leg: held until the bridge attaches
 
     def process_event(self, event: Any) -> None:
+        """As :meth:`DirectServerConnection.process_event`, once the upgrade response is in."""
         if self.direct and self.response is not None and self._direct_event(event):
             return
         super().process_event(event)

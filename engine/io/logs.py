@@ -44,6 +44,7 @@ class JsonLog:
         self.show_numbers = show_numbers
 
     def enabled(self, level: str) -> bool:
+        """Whether a line at ``level`` would be written: check it before building a costly message."""
         return LEVELS.get(level, 20) >= self.threshold
 
     def event(
@@ -56,6 +57,9 @@ class JsonLog:
         leg: str = "",
         fields: Mapping[str, Any] | None = None,
     ) -> None:
+        """Write one line (if ``level`` is enabled): ``code`` is a stable dotted name to search
+        and alert on (``call.detected``), ``message`` is for people, ``fields`` add keys (phone
+        numbers masked). A stream that cannot be written is skipped, never raised."""
         if LEVELS.get(level, 20) < self.threshold:
             return
         line: dict[str, Any] = {
@@ -80,6 +84,7 @@ class JsonLog:
             pass
 
     def notice(self, call_id: str, notice: Notice) -> None:
+        """Log a :class:`~engine.core.commands.Notice` the call core returned, under its call."""
         self.event(
             notice.level,
             notice.code,

@@ -61,11 +61,13 @@ class FrameCounts(Collector):
         self._finished = {(leg, d): 0 for leg in _LEGS for d in ("in", "out")}
 
     def call_ended(self, session: Any) -> None:
+        """Fold in a finished call's frame counts: call it once, when the call leaves the live set."""
         for leg, model in (("telephony", session.tel), ("ai", session.ai)):
             self._finished[(leg, "in")] += model.frames_in
             self._finished[(leg, "out")] += model.frames_out
 
     def collect(self) -> Iterable[CounterMetricFamily]:
+        """prometheus_client's scrape hook: finished calls' counts plus the live calls' own."""
         totals = dict(self._finished)
         for session in self._live():
             for leg, model in (("telephony", session.tel), ("ai", session.ai)):
@@ -108,9 +110,11 @@ class FrameCounter:
                 child.inc(n - b)
 
     def call_ended(self, session: Any) -> None:
+        """Add what a finished call counted since the last :meth:`fold`, and forget the call."""
         self._add(self._counts(session), self._added.pop(session, (0, 0, 0, 0)))
 
     def fold(self) -> None:
+        """Add what each live call counted since the last fold (the server calls it every second)."""
         for session in self._live():
             now = self._counts(session)
             self._add(now, self._added.get(session, (0, 0, 0, 0)))
@@ -138,21 +142,28 @@ class GcPauses:
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
+        """The ``gc.callbacks`` hook: times each collection from its start to its stop."""
         if phase == "start":
             self._started = time.perf_counter()
         else:
             self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
 
     def install(self) -> None:
+        """Start timing collections (a ``gc.callbacks`` hook); installing twice is harmless."""
         if self not in gc.callbacks:
             gc.callbacks.append(self)
 
     def remove(self) -> None:
+        """Stop timing collections; call it when the server that installed it closes."""
         if self in gc.callbacks:
             gc.callbacks.remove(self)
 
 
 class Metrics:
+    """Every metric of one server (see the module docstring): make one per server, pass it to
+    each bridge, and serve :meth:`render` at ``/metrics``. ``live_sessions`` lists the calls in
+    progress, read when scraped."""
+
     def __init__(
         self, live_sessions: Callable[[], Iterable[Any]] = tuple, *, multiprocess: bool = False
     ) -> None:
@@ -215,6 +226,8 @@ class Metrics:
         self.gc_pauses = GcPauses(r)
 
     def notice(self, notice: Notice) -> None:
+        """Count what a core :class:`~engine.core.commands.Notice` reports (violations, overruns,
+        marks, clears); give it every notice, the others are ignored."""
         code = notice.code
         if code.startswith("violation."):
             self.bad_messages.labels(notice.leg, code[len("violation.") :]).inc()
@@ -231,6 +244,8 @@ class Metrics:
             self.frames.fold()
 
     def render(self) -> bytes:
+        """The Prometheus text exposition of every metric, for the ``/metrics`` response (in
+        multiprocess mode, summed over every worker)."""
         if not self.multiprocess:
             return generate_latest(self.registry)
         self.fold()  # this process's own live calls, fresh; the others' are up to a second old

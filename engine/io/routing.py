@@ -1,4 +1,6 @@
-"""The platform's route, checked before the WebSocket upgrade completes (seed 002)::
+"""The platform's route, checked before the WebSocket upgrade completes.
+
+The adapter guide's route::
 
     /ws-adapter/{provider}/{call_type}/{agent_id}/{outlet_id}/{virtual_number}?caller_id=...
 
@@ -27,6 +29,9 @@ _INTEGER = re.compile(r"^[0-9]{1,18}$")
 
 @dataclass(frozen=True)
 class Refusal:
+    """Why a route was refused: the HTTP ``status`` to answer the upgrade with and a one-line
+    ``message`` for its body. Send it instead of upgrading."""
+
     status: int
     message: str
 

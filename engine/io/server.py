@@ -96,6 +96,12 @@ class BridgeServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Listen (on the config's host and port unless given; port 0 picks a free one, then read
+        ``self.port``) and return; calls are served in the background until :meth:`drain` or
+        :meth:`close`. ``/readyz`` answers ready once the audio kernels are warm.
+
+        Raises :exc:`~engine.errors.UsageError` when the address cannot be listened on.
+        """
         host = host if host is not None else self.config.host
         port = port if port is not None else self.config.port
         if self.worker is not None:
@@ -160,6 +166,7 @@ class BridgeServer:
         self.ready = True
 
     async def wait_closed(self) -> None:
+        """Wait until the server has stopped (after :meth:`close`, or :meth:`drain`, from anywhere)."""
         await self._stopped.wait()
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -186,6 +193,7 @@ class BridgeServer:
         await self.close()
 
     async def close(self) -> None:
+        """Stop listening now, without waiting for live calls (use :meth:`drain` for that)."""
         self.metrics.gc_pauses.remove()
         if self._fold_task is not None:
             self._fold_task.cancel()

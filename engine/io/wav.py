@@ -18,6 +18,10 @@ from engine.errors import UsageError
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a 16-bit PCM WAV file as ``(mono int16 samples, rate)``, mixing stereo down.
+
+    Raises :exc:`~engine.errors.UsageError` for a file that cannot be read or is not 16-bit.
+    """
     try:
         with wave.open(str(path), "rb") as w:
             channels, width, rate, frames = (
@@ -39,6 +43,8 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
+    """Write mono int16 ``samples`` at ``rate`` Hz as a 16-bit WAV file (raises
+    :exc:`~engine.errors.UsageError` when it cannot be written)."""
     try:
         with wave.open(str(path), "wb") as w:
             w.setnchannels(1)
@@ -50,11 +56,14 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 8000.0) -> np.ndarray:
+    """A sine of ``freq`` Hz as int16 samples: the simplest signal to check a path end to end."""
     t = np.arange(int(rate * seconds)) / rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
 def speechlike(rate: int, seconds: float = 3.0, f0: float = 140.0) -> np.ndarray:
+    """The built-in caller: int16 samples of a voiced buzz around ``f0`` Hz, four syllables a
+    second (see the module docstring); use it where a test needs speech, not a sine."""
     t = np.arange(int(rate * seconds)) / rate
     pitch = f0 * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t))  # slow intonation
     phase = 2 * np.pi * np.cumsum(pitch) / rate

@@ -190,6 +190,7 @@ class MaskKeys:
         self._at = 0
 
     def take(self) -> bytes:
+        """The next 4-byte masking key, for one client frame; never reuse it for another."""
         at = self._at
         if at + 4 > len(self._pool):
             self._pool, at = os.urandom(self.POOL_BYTES), 0

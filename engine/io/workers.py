@@ -87,6 +87,7 @@ class WorkerLog(JsonLog):
         leg: str = "",
         fields: Mapping[str, Any] | None = None,
     ) -> None:
+        """As :meth:`JsonLog.event`, with ``worker`` and ``pid`` added to the line."""
         if not self.enabled(level):
             return
         tagged = {**fields, **self._tag} if fields else self._tag

@@ -37,6 +37,9 @@ HANDSHAKE_EVENTS = frozenset({"connected", "start"})
 
 @dataclass(frozen=True)
 class Candidate:
+    """A platform spec that fits the first frames, and how well: ``score`` fingerprint
+    conditions held, ``contradicted`` did not. :func:`candidates` lists them best first."""
+
     name: str
     score: int
     contradicted: int  # fingerprint conditions that did not hold

@@ -190,12 +190,19 @@ class FieldRule:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """One detection condition, compiled: the value at ``path`` compared by ``op`` with ``arg``.
+
+    Make one with :func:`compile_condition`; patterns hold them, fingerprints too.
+    """
+
     path: str
     getter: Getter
     op: str  # eq | in | present | absent | prefix
     arg: Any
 
     def holds(self, message: Any, env: Mapping[str, Any]) -> bool:
+        """Whether the condition is true of ``message`` (with ``env`` for ``$`` paths); a value
+        of another JSON type never equals (``1`` is not ``true``, ``"1"`` is not ``1``)."""
         value = self.getter(message, env)
         op = self.op
         if op == "eq":

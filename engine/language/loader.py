@@ -33,6 +33,8 @@ class SpecSet:
 
 
 def default_spec_root() -> Path:
+    """The spec folder :func:`load_specs` reads when given none (first found wins):
+    ``$CALLBRIDGE_SPECS``, the ``specs/`` of a source checkout, the copy bundled in the package."""
     env = os.environ.get("CALLBRIDGE_SPECS")
     if env:
         return Path(env)
@@ -76,6 +78,10 @@ def _load(path: Path) -> tuple[LoadedDocument | None, list[SpecError]]:
 
 
 def load_protocol(path: Path) -> tuple[CompiledProtocol | None, list[SpecError]]:
+    """Load and compile a ``protocol.yaml``: the protocol, or ``None`` and every mistake found.
+
+    Use :func:`load_specs` for a whole folder; this is for tools that check one file.
+    """
     doc, errors = _load(path)
     if doc is None:
         return None, errors

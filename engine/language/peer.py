@@ -46,6 +46,13 @@ MIRRORED_EVENTS = ("media", "mark", "clear")
 
 @dataclass(frozen=True, slots=True)
 class Framing:
+    """How the audio callbridge sends the peer must be cut (``audio.framing``).
+
+    Either ``frame_ms`` (every message that long: Vonage's 20 ms) or byte rules
+    (``multiple_of_bytes``, ``min_bytes``, ``max_bytes``: Exotel, Genesys); all ``None`` when the
+    peer takes audio in any size. The call core builds an :class:`~engine.dsp.framer.Framer` from it.
+    """
+
     frame_ms: float | None = None
     multiple_of_bytes: int | None = None
     min_bytes: int | None = None
@@ -53,11 +60,21 @@ class Framing:
 
     @property
     def any(self) -> bool:
+        """Whether the spec sets any rule; ``False``: send audio as it comes."""
         return any(v is not None for v in (self.frame_ms, self.multiple_of_bytes, self.min_bytes, self.max_bytes))
 
 
 @dataclass(frozen=True, slots=True)
 class AudioSpec:
+    """What audio the peer carries and how (the spec's ``audio`` block, defaults filled in).
+
+    ``inbound`` is what the peer sends unless its start message negotiates one of the
+    ``accept_*`` alternatives; ``outbound`` is what it takes back (``None``: the negotiated
+    inbound format). ``*_payload`` says whether audio travels as base64 in JSON or as binary
+    frames. The rest tunes the call's playout (lead, buffer cap, what gives on overrun) and the
+    reordering of caller frames (``reorder_by`` a field name, ``None`` when frames arrive in order).
+    """
+
     inbound: AudioFormat  # what the peer sends by default
     accept_encodings: frozenset[str]
     accept_rates: frozenset[int]
@@ -77,6 +94,13 @@ class AudioSpec:
 
 @dataclass(frozen=True, slots=True)
 class MarksSpec:
+    """How marks (the AI's "tell me when this audio has played") work on this peer.
+
+    ``native``: the platform echoes a mark message once the audio before it has played;
+    ``emulated``: callbridge settles marks from its own playout clock; ``none``: no marks.
+    ``echo_on_clear`` means echoes that follow a clear say cleared, not played (Twilio).
+    """
+
     mode: str  # native | emulated | none
     echo_on_clear: bool
     timeout_ms: int
@@ -85,12 +109,21 @@ class MarksSpec:
 
 @dataclass(frozen=True, slots=True)
 class ClearSpec:
+    """How a barge-in drops the audio the peer has queued.
+
+    ``native``: send the peer's ``clear`` message; ``emulated``: callbridge drops only what it
+    still holds. ``acknowledged``: the peer answers a clear with a message of its own.
+    """
+
     mode: str  # native | emulated
     acknowledged: bool
 
 
 @dataclass(frozen=True, slots=True)
 class HangupSpec:
+    """How callbridge ends the call with the peer: the message to send first (``send``, an
+    outgoing template name, or ``None``), then the WebSocket close code and reason."""
+
     send: str | None
     close_code: int
     close_reason: str
@@ -98,6 +131,10 @@ class HangupSpec:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSpec:
+    """The WebSocket the peer opens to callbridge: subprotocols to accept, compression
+    (``none`` or ``deflate``), and the size limits of an incoming message and of an outgoing
+    control text (``max_text_bytes``, ``None`` for no limit; Asterisk's is 128)."""
+
     subprotocols: tuple[str, ...]
     compression: str
     max_message_bytes: int
@@ -106,6 +143,9 @@ class ConnectionSpec:
 
 @dataclass(frozen=True, slots=True)
 class WebsocketSpec:
+    """Where callbridge connects for an AI backend: the URL, the HTTP headers of the upgrade
+    request, and the subprotocols to offer; template variables in them are filled per call."""
+
     url: str
     headers: Mapping[str, str]
     subprotocols: tuple[str, ...]
@@ -113,6 +153,13 @@ class WebsocketSpec:
 
 @dataclass(frozen=True)
 class CompiledPeer:
+    """One peer spec, compiled and checked: what a call needs to speak with that platform or AI.
+
+    Get one from a :class:`~engine.language.loader.SpecSet` (``specs.providers["twilio"]``,
+    ``specs.ai_providers["default"]``), never by building it: :func:`compile_peer` is the only
+    maker, and it reports every mistake of the spec instead. Read-only, shared by all calls.
+    """
+
     kind: str  # telephony | ai
     name: str  # provider short name (telephony) or file stem (AI)
     display_name: str
@@ -134,6 +181,7 @@ class CompiledPeer:
 
     @property
     def leg(self) -> str:
+        """The leg this peer is on (``telephony`` or ``ai``): the same as ``kind``."""
         return self.kind
 
     def decode(self, frame: str | bytes, env: Mapping[str, Any]) -> Decoded | None:

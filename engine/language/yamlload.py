@@ -53,6 +53,8 @@ class LoadedDocument:
         return Location(self.file, line, col)
 
     def error(self, path: JsonPath, message: str) -> SpecError:
+        """A :exc:`SpecError` for ``path`` in this file, located at its line and column: collect
+        it (compilers report every mistake at once) or raise it."""
         return SpecError(self.location(path), format_path(path), message)
 
 
