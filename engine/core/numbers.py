@@ -1,4 +1,4 @@
-"""Phone numbers to E.164 (seed 000 wants callerIdNumber/calleeIdNumber in E.164)."""
+"""Phone numbers to E.164 (the AI Provider protocol wants callerIdNumber/calleeIdNumber in E.164)."""
 
 from __future__ import annotations
 

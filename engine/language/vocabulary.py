@@ -1,7 +1,8 @@
 """The names a spec may use that the engine itself implements: actions, guards, internal events,
 template variables. The compiler checks every name a spec uses against these tables, so a typo
-fails at load time with its line, never mid-call. ``engine.core.session`` implements each one
-(a test checks that the two agree).
+fails at load time with its line, never mid-call. :mod:`engine.core.control` registers one
+implementation for each action and guard (``tests/core/test_vocabulary_agrees.py`` checks that
+the two agree and that the shipped protocol uses every one).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 #: action name -> what it does (shown by ``callbridge diagram`` and in errors)
 ACTIONS: dict[str, str] = {
     "open_ai_leg": "open the WebSocket to the AI provider routed for this call",
-    "send_ai_start": "send the AI provider its start message (seed 000: callId, numbers, mediaFormat)",
+    "send_ai_start": "send the AI provider its start message (the AI Provider protocol: callId, numbers, mediaFormat)",
     "flush_early_audio": "send the AI the caller audio that arrived while its leg was opening",
     "forward_audio": "transcode caller audio to the AI's format and send it (media fast path)",
     "forward_dtmf": "send the caller's keypad digit to the AI",
