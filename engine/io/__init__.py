@@ -3,7 +3,7 @@
 ``server``     ``callbridge serve``: the HTTP/WebSocket front door (routes, operators, signals)
 ``bridge``     one live call: drives a :class:`~engine.core.session.CallSession` from two sockets
 ``ai_client``  opening the AI leg (timeouts, retries with backoff, fallback)
-``echo``       the embedded echo AI provider (seed 000's protocol) at ``/ws/v1/echo``
+``echo``       the embedded echo AI provider (the AI Provider protocol) at ``/ws/v1/echo``
 ``routing``    the ``/ws-adapter/...`` path: parse and check it before the upgrade
 ``callsim``    ``callbridge call``: a simulated phone call speaking a platform's spec
 ``wav``        WAV files and test signals for ``callsim`` and tests

@@ -1,4 +1,4 @@
-"""The embedded echo AI provider: seed 000's protocol at ``/ws/v1/echo`` on the same server.
+"""The embedded echo AI provider: the AI Provider protocol at ``/ws/v1/echo`` on the same server.
 
 It is the default route, so a fresh ``callbridge serve`` runs whole calls with nothing else:
 after ``start``, every ``media`` frame comes straight back as ``media`` (the caller hears

@@ -4,7 +4,7 @@
 ephemeral port with :meth:`BridgeServer.start`). One ``websockets.asyncio`` server carries:
 
 ``/ws-adapter/{provider}/{call_type}/{agent_id}/{outlet_id}/{virtual_number}``
-    a platform's call (seed 002), checked in ``process_request`` before the upgrade: 404 for
+    a platform's call (the adapter guide's route), checked in ``process_request`` before the upgrade: 404 for
     an unknown provider, 400 for a bad part, 503 when full or draining
 ``/ws/v1/echo``   the embedded echo AI (:mod:`engine.io.echo`)
 ``/healthz``      200 while the process runs

@@ -29,7 +29,7 @@ from engine.language.protocol import CompiledProtocol
 from engine.language.templates import Template
 from engine.language.yamlload import JsonPath, LoadedDocument
 
-#: seed 000: the AI side's formats and the one rate each must run at
+#: the AI Provider protocol: the AI side's formats and the one rate each must run at
 AI_FORMATS: dict[str, AudioFormat] = {
     "pcm16": AudioFormat(formats.PCM_16_LE, 24000),
     "g711_ulaw": AudioFormat(formats.MULAW, 8000),
@@ -275,8 +275,8 @@ class _Compiler:
             if media["sampleRate"] != base.sample_rate:
                 self.error(
                     ("media", "sampleRate"),
-                    f"sampleRate {media['sampleRate']} does not fit "
-                    f"{media['audioFormat']} (seed 000: {media['audioFormat']} runs at {base.sample_rate})",
+                    f"sampleRate {media['sampleRate']} does not fit {media['audioFormat']} "
+                    f"(the AI Provider protocol: {media['audioFormat']} runs at {base.sample_rate})",
                 )
             if raw:
                 declared = self.audio_format(raw, path, base)

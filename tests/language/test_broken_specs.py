@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 EXPECTED = {
     "ai_providers/bad_url.yaml": '{f}:15:3: $.websocket.url: "http://127.0.0.1:8765/ws/v1/echo" must be a ws:// or wss:// URL',
     "ai_providers/no_start.yaml": "{f}:35:3: $.events.outgoing: the AI leg needs an outgoing `start` message",
-    "ai_providers/rate_mismatch.yaml": "{f}:13:3: $.media.sampleRate: sampleRate 16000 does not fit pcm16 (seed 000: pcm16 runs at 24000)",
+    "ai_providers/rate_mismatch.yaml": "{f}:13:3: $.media.sampleRate: sampleRate 16000 does not fit pcm16 (the AI Provider protocol: pcm16 runs at 24000)",
     "protocols/bad_policy/protocol.yaml": '{f}:126:9: $.legs.telephony.states.awaiting_handshake.otherwise: "shout" is not one of "ignore", "warn", "reject", "close"',
     "protocols/media_guard/protocol.yaml": "{f}:145:11: $.legs.telephony.states.streaming.transitions.media: a media transition must stay in its state, have no guard and use only 'forward_audio': media frames never fire triggers",
     "protocols/missing_policy/protocol.yaml": "{f}:141:7: $.legs.telephony.states.streaming: event 'timeout' has neither a transition nor a policy in state 'streaming' (add it, or an `otherwise:` policy)",
