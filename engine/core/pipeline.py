@@ -15,14 +15,22 @@ from engine.errors import CodecError
 
 
 class Converter(Protocol):
+    """Converts one direction of a call's audio, keeping its state across frames."""
+
     src: AudioFormat
     dst: AudioFormat
 
-    def convert(self, data: bytes) -> list[bytes]: ...
+    def convert(self, data: bytes) -> list[bytes]:
+        """Convert one frame; the output may be empty (held for the next) or several pieces."""
+        ...
 
-    def reset(self) -> None: ...
+    def reset(self) -> None:
+        """Forget the history (filter state, partial input): at barge-in."""
+        ...
 
-    def flush(self) -> list[bytes]: ...
+    def flush(self) -> list[bytes]:
+        """What is still held, at the end of a stream."""
+        ...
 
 
 class PassThrough:
@@ -34,12 +42,14 @@ class PassThrough:
         self.src = self.dst = fmt
 
     def convert(self, data: bytes) -> list[bytes]:
+        """The frame itself."""
         return [data] if data else []
 
     def reset(self) -> None:
-        pass
+        """Nothing is held."""
 
     def flush(self) -> list[bytes]:
+        """Nothing is held."""
         return []
 
 
@@ -56,15 +66,18 @@ class TranscodingConverter:
         self._packets = dst.encoding == OPUS
 
     def convert(self, data: bytes) -> list[bytes]:
+        """Transcode one frame (Opus output: one packet per piece)."""
         if self._packets:
             return list(self._t.convert_packets(data))
         out = self._t.convert(data)
         return [out] if out else []
 
     def reset(self) -> None:
+        """Barge-in: forget the filter history and any partial frame."""
         self._t.reset()
 
     def flush(self) -> list[bytes]:
+        """The tail the resampler still holds, at the end of a stream."""
         if self._packets:
             return self._t.flush_packets()
         out = self._t.flush()

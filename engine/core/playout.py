@@ -58,12 +58,15 @@ class MarkLedger:
         return len(self._pending)
 
     def create(self, name: str, position_ms: float) -> Mark:
+        """A new pending mark for the AI's ``name`` at ``position_ms`` of the playout stream; its
+        wire name (what the platform echoes) is unique within the call."""
         self._counter += 1
         mark = Mark(name, f"cb{self._counter}", position_ms)
         self._pending[mark.wire] = mark
         return mark
 
     def is_pending(self, wire: str) -> bool:
+        """Whether ``wire`` names a mark callbridge sent that has not resolved yet."""
         return wire in self._pending
 
     def settle(self, wire: str, outcome: str) -> Mark | None:
@@ -75,6 +78,7 @@ class MarkLedger:
         return mark
 
     def settle_all(self, outcome: str) -> list[Mark]:
+        """Resolve every pending mark with ``outcome`` (a clear); returns them in order."""
         marks = list(self._pending.values())
         self._pending.clear()
         for mark in marks:
@@ -96,6 +100,7 @@ class MarkLedger:
         return out
 
     def next_deadline(self, emulated: bool) -> float:
+        """When :meth:`due` next has a mark to hand out (``inf``: none)."""
         best = inf
         for mark in self._pending.values():
             if mark.released:
@@ -111,6 +116,8 @@ class _Frame:
 
 @dataclass(slots=True)
 class PlayoutStats:
+    """What a call's playout did, for its summary line and metrics."""
+
     frames_sent: int = 0
     ms_sent: float = 0.0
     ms_dropped_by_clear: float = 0.0
@@ -168,6 +175,7 @@ class Playout:
         return ok
 
     def add_mark(self, mark: Mark) -> None:
+        """Place ``mark`` after the audio queued so far."""
         self._queue.append(mark)
 
     @property

@@ -25,6 +25,9 @@ Released = bytes | int
 
 
 class Reorder:
+    """Puts a platform's media frames back in order by sequence number or timestamp, within a
+    window; gives up on a gap once the window has moved past it."""
+
     __slots__ = ("by", "dropped", "duration_ms", "expected", "gaps", "held", "window")
 
     def __init__(self, by: str, window: int, duration_ms: Callable[[bytes], float] | None = None) -> None:

@@ -81,6 +81,7 @@ class CallBridge:
 
     @property
     def call_id(self) -> str:
+        """The id callbridge gave the call (in every log line)."""
         return self.session.call_id
 
     # ------------------------------------------------------------------ the call's life

@@ -75,6 +75,8 @@ class Behaviours:
 
 @dataclass(frozen=True, slots=True)
 class EventDef:
+    """A canonical event as protocol.yaml declares it: its category and fields."""
+
     name: str
     category: str
     fields: frozenset[str]
@@ -84,6 +86,8 @@ class EventDef:
 
 @dataclass(frozen=True, slots=True)
 class TimerDef:
+    """A protocol timer: armed while its leg is in one of ``states``, then fires ``timeout``."""
+
     name: str
     leg: str
     states: frozenset[str]
@@ -94,6 +98,8 @@ class TimerDef:
 
 @dataclass(frozen=True, slots=True)
 class BridgeRule:
+    """Entering one of ``enters`` on ``leg`` runs ``actions`` (which drive the other leg)."""
+
     leg: str
     enters: tuple[str, ...]
     actions: tuple[str, ...]
@@ -102,6 +108,9 @@ class BridgeRule:
 
 @dataclass(frozen=True)
 class CompiledLeg:
+    """One leg of the compiled protocol: its states and roles, every (state, event) pair in
+    ``table``, and the shared Machine that interprets them."""
+
     name: str
     description: str
     initial: str
@@ -138,6 +147,8 @@ class CompiledLeg:
 
 @dataclass(frozen=True)
 class CompiledProtocol:
+    """The compiled ``protocol.yaml``: fields, events, both legs, bridge rules and timers."""
+
     file: str
     fields: Mapping[str, str]
     common_fields: frozenset[str]
@@ -147,6 +158,7 @@ class CompiledProtocol:
     timers: tuple[TimerDef, ...]
 
     def event_fields(self, event: str) -> frozenset[str]:
+        """The fields ``event`` may carry: its own and the common ones."""
         return self.events[event].fields | self.common_fields
 
 

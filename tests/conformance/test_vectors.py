@@ -13,8 +13,8 @@ import pytest
 
 from engine.conformance import tone_score
 from engine.core.commands import Notice, Send
-from engine.replay import read_transcript, replay
 from engine.language.loader import SpecSet
+from engine.replay import read_transcript, replay
 from tests.conftest import VECTORS
 
 CALLS = sorted(p for p in VECTORS.glob("*/call*.jsonl"))
