@@ -1,6 +1,6 @@
 """pytest-benchmark suite for the call core (run with ``make bench``).
 
-Targets (issue 2): a media message through the core costs at most 10x a bare
+Targets: a media message through the core costs at most 10x a bare
 ``orjson.loads`` + ``orjson.dumps`` of the same message; call set-up at most 100 µs.
 ``python bench/core_report.py`` prints the same cases as ratios measured side by side.
 """

@@ -1,8 +1,8 @@
-"""The AI provider side of the load test: a seed-000 WebSocket server in its own process.
+"""The AI provider side of the load test: an AI Provider protocol WebSocket server in its own process.
 
 Modes (``--mode``):
 
-``echo``   plays each caller frame straight back (seed-000 ``media``; a raw message is
+``echo``   plays each caller frame straight back (AI Provider protocol ``media``; a raw message is
            echoed as it came, for the bare relay baseline, which forwards untouched)
 ``agent``  talks like a voice agent: after ``start`` it sends 2 s utterances in bursts, much
            faster than real time, pauses, and on a "barge-in" (a random point while the caller
@@ -164,7 +164,7 @@ class _Call:
                     self.sent.add(at, size)
             elif event == "start":
                 start = data.get("start", {})
-                # seed 000: otherLegCallId is the platform's call id; raw Twilio: start.callSid.
+                # the AI Provider protocol: otherLegCallId is the platform's call id; raw Twilio: start.callSid.
                 self.call = start.get("otherLegCallId") or start.get("callSid") or "?"
                 self.raw = "callSid" in start
                 if not self.echo:

@@ -40,7 +40,7 @@ with warnings.catch_warnings():  # bench only, as peers do; removed from Python 
 
 def frames_from_speech(payload_bytes: int = 160) -> tuple[list[str], str]:
     """20 ms mu-law frames; ``payload_bytes`` > 160 pads each frame (an experiment on payload size:
-    what a relay pays for a seed-000 pcm16 24 kHz payload, 960 bytes, instead of mu-law's 160)."""
+    what a relay pays for an AI Provider protocol pcm16 24 kHz payload, 960 bytes, instead of mu-law's 160)."""
     samples, source = speech(8000)
     ulaw = audioop.lin2ulaw(samples.tobytes(), 2)
     pad = b"\xff" * max(0, payload_bytes - 160)

@@ -8,7 +8,7 @@
            of this design, so what callbridge costs beyond it is the engine's work.
 ``naive``  a straightforward transcoding relay the way peers write it: stdlib ``json``,
            ``audioop`` for G.711, ``soxr`` streaming resamplers (HQ) per call and direction,
-           seed-000 messages to the AI, Twilio messages back, ``clear`` forwarded.
+           AI Provider protocol messages to the AI, Twilio messages back, ``clear`` forwarded.
 
 All accept any path (the generator uses callbridge's route) and connect to ``--ai``.
 """

@@ -26,7 +26,7 @@ from typing import Any
 
 from transitions import Machine, State
 
-from engine.errors import SpecError
+from engine.errors import SpecError, UsageError
 from engine.language import vocabulary as vocab
 from engine.language.yamlload import JsonPath, LoadedDocument
 
@@ -138,11 +138,11 @@ class CompiledLeg:
         return state in self.role_states[role]
 
     def first_state(self, role: str) -> str:
-        """The first state declared with ``role``; :class:`KeyError` when none has it."""
+        """The first state declared with ``role``; :class:`~engine.errors.UsageError` when none has it."""
         for state in self.states:
             if self.roles[state] == role:
                 return state
-        raise KeyError(role)
+        raise UsageError(f"no state of the {self.name} leg has the role {role!r}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Every platform's recorded call (``tests/vectors/<provider>/*.jsonl``, the documentation's own
-messages with real audio) replayed through ``CallSession``: the AI must get exactly seed 000's
+messages with real audio) replayed through ``CallSession``: the AI must get exactly the AI Provider protocol's
 start, the caller's tone intact and in order, the digit pressed, and a hangup at the end."""
 
 from __future__ import annotations

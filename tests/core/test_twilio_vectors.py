@@ -1,5 +1,5 @@
 """Recorded Twilio transcripts through ``CallSession``: what the AI provider receives must be
-exactly seed 000's messages, in order; barge-in must leave no stale audio and settle every mark.
+exactly the AI Provider protocol's messages, in order; barge-in must leave no stale audio and settle every mark.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_recorded_call_gives_exactly_the_seed_000_messages(specs: SpecSet) -> No
             "reason": "NORMAL_CLEARING",
         },
     }
-    # Seed 000: the server closes the AI socket right after the hangup.
+    # the AI Provider protocol: the server closes the AI socket right after the hangup.
     last_ai = [a for a in actions if getattr(a, "leg", "") == "ai" and isinstance(a, (Send, CloseLeg))][-1]
     assert isinstance(last_ai, CloseLeg) and last_ai.code == 1000
     assert any(isinstance(a, CloseLeg) and a.leg == "telephony" for a in actions)

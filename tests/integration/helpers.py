@@ -1,6 +1,6 @@
 """Real sockets on 127.0.0.1, ephemeral ports: a bridge server, a recording AI provider, callers.
 
-``RecordingAI`` is a seed-000 AI provider for tests: it records every message it receives (and
+``RecordingAI`` is an AI Provider protocol AI provider for tests: it records every message it receives (and
 the close code), and follows a small script (``Script``): audio to send after ``start``, marks,
 a clear, hanging up or dropping the connection after N media frames, or echoing.
 """

@@ -54,7 +54,7 @@ def test_whole_call_both_ways(specs: SpecSet) -> None:
             await asyncio.sleep(0.2)
             assert report.clean, report.summary()
             (call,) = ai.calls
-            # seed 000: start first, exactly these fields
+            # the AI Provider protocol: start first, exactly these fields
             first = call.messages[0]
             assert first["event"] == "start"
             start = first["start"]

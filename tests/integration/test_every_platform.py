@@ -1,4 +1,4 @@
-"""Issue 5's acceptance over real sockets on 127.0.0.1: ``callbridge call --provider X`` (the
+"""The acceptance over real sockets on 127.0.0.1: ``callbridge call --provider X`` (the
 call simulator, speaking each platform from its spec alone) completes a whole call against one
 ``callbridge serve`` for EVERY telephony spec, with the embedded echo AI; the audio that comes
 back is checked by correlation. And an OpenAI-Realtime-format AI provider (faithful to the

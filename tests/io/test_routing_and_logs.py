@@ -1,4 +1,4 @@
-"""The adapter route (seed 002), number masking, and the call simulator's messages."""
+"""The adapter route (the adapter guide), number masking, and the call simulator's messages."""
 
 from __future__ import annotations
 

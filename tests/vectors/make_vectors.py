@@ -3,7 +3,7 @@
 The message shapes are Twilio's documented examples (reference: Twilio Media Streams
 "WebSocket messages"), field for field, with real audio in place of the docs' placeholder
 payloads: a 440 Hz tone for the caller, encoded with the stdlib's audioop (an implementation
-independent of callbridge's kernels). The AI's side (envelope lines) speaks seed 000.
+independent of callbridge's kernels). The AI's side (envelope lines) speaks the AI Provider protocol.
 
     python tests/vectors/make_vectors.py
 """
