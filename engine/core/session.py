@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from math import inf
 from types import MappingProxyType
 from typing import Any
@@ -37,46 +36,12 @@ from engine.core.commands import AI, TELEPHONY, CloseLeg, Command, Notice
 from engine.core.legs import Leg, Outbox
 from engine.core.numbers import to_e164
 from engine.core.playout import MarkLedger, Playout
+from engine.core.route import AITarget, CallRoute
 from engine.dsp.formats import AudioFormat
 from engine.errors import CallbridgeError, LocalProtocolError, ProtocolErrorKind, RemoteProtocolError, UsageError
 from engine.language.loader import SpecSet
-from engine.language.peer import CompiledPeer
 
-
-@dataclass(frozen=True)
-class CallRoute:
-    """What the route and the upgrade request say about a call (the adapter guide's URL)."""
-
-    provider: str
-    call_type: str = "inbound"
-    agent_id: int = 0
-    outlet_id: int = 0
-    virtual_number: str = ""
-    caller_id: str = ""
-    query: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    default_region: str = "US"
-
-    def parts(self) -> dict[str, Any]:
-        """The route's parts by name: the ``$path`` extraction root and template variables."""
-        return {
-            "provider": self.provider,
-            "call_type": self.call_type,
-            "agent_id": self.agent_id,
-            "outlet_id": self.outlet_id,
-            "virtual_number": self.virtual_number,
-            "caller_id": self.caller_id,
-        }
-
-
-@dataclass(frozen=True)
-class AITarget:
-    """The AI provider routed for a call: its spec plus the config's overrides."""
-
-    peer: CompiledPeer
-    url: str | None = None
-    headers: Mapping[str, str] | None = None
-    account_id: str | None = None
+__all__ = ["AITarget", "CallRoute", "CallSession"]
 
 
 class CallSession:
