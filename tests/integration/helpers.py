@@ -10,7 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import queue
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,3 +202,53 @@ def call_url(server: BridgeServer, provider: str = "twilio", *, number: str = "+
              caller: str = "919701966915", agent: int = 1, outlet: int = 1) -> str:
     return (f"ws://127.0.0.1:{server.port}/ws-adapter/{provider}/inbound/{agent}/{outlet}/{number}"
             f"?caller_id={caller}")
+
+
+class ServeProcess:
+    """``callbridge [--specs ROOT] serve --config CONFIG`` in its own process; its JSON log lines,
+    read as they come. ``hint`` heads the message of a :meth:`wait_for` that finds nothing."""
+
+    def __init__(self, config: Path, specs: Path | None = None, hint: str = "") -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        chosen = ["--specs", str(specs)] if specs is not None else []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", *chosen, "serve", "--config", str(config)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self.hint = hint
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, code: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The next log line with this ``code`` (the lines before it are kept in ``seen``)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            self.seen.append(event)
+            if event.get("code") == code:
+                return event
+        head = f"{self.hint}\n" if self.hint else ""
+        raise AssertionError(f"{head}no {code} in the server log; saw {[e.get('code') for e in self.seen]}")
+
+    def problems(self) -> list[str]:
+        """Warnings and errors the server logged so far (violations, failed setups)."""
+        return [f"{e.get('code')}: {e.get('message')}" for e in self.seen if e.get("level") in ("warning", "error")]

@@ -4,54 +4,19 @@ old specs kept), then SIGTERM (drain and exit 0)."""
 
 from __future__ import annotations
 
-import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
-import orjson
-
 from engine.dsp.resample import Resampler
 from engine.io.wav import best_correlation, read_wav, speechlike, write_wav
+from tests.integration.helpers import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-class Serve:
-    def __init__(self, config: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--config", str(config)],
-                                     stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[dict[str, object]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, code: str, timeout: float = 30.0) -> dict[str, object]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            self.seen.append(event)
-            if event.get("code") == code:
-                return event
-        raise AssertionError(f"no {code} in server log; saw {[e.get('code') for e in self.seen]}")
 
 
 def call(port: int, wav_in: Path, wav_out: Path) -> subprocess.CompletedProcess[str]:
@@ -68,7 +33,7 @@ def test_serve_and_call_in_two_processes(tmp_path: Path) -> None:
     config.write_text("listen: {host: 127.0.0.1, port: 0}\nspecs: specs\nlimits: {drain_timeout_ms: 3000}\n")
     said = speechlike(16000, 1.5)  # 16 kHz: the caller side resamples to Twilio's 8 kHz
     write_wav(tmp_path / "in.wav", said, 16000)
-    server = Serve(config)
+    server = ServeProcess(config)
     try:
         port = int(str(server.wait_for("server.listening")["port"]))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:

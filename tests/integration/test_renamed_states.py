@@ -16,19 +16,14 @@ by its name rather than asking the leg's role or the compiled protocol.
 
 from __future__ import annotations
 
-import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -39,6 +34,7 @@ from engine.dsp.resample import Resampler
 from engine.io.wav import best_correlation, read_wav, speechlike, write_wav
 from engine.language.loader import SPEC_SUFFIXES, load_specs
 from tests.conftest import ROOT
+from tests.integration.helpers import ServeProcess
 
 #: every shipped state, renamed; a state added to protocol.yaml later gets ``<leg>_state_<n>``
 NEW_NAMES: dict[str, dict[str, str]] = {
@@ -201,57 +197,13 @@ def test_conformance_passes_on_the_renamed_specs(
 # ------------------------------------------------------------------------- callbridge serve
 
 
-class Serve:
-    """``callbridge --specs ROOT serve`` in its own process; its JSON log lines, read as they come."""
-
-    def __init__(self, specs: Path, config: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "--specs", str(specs), "serve", "--config", str(config)],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, code: str, timeout: float = 30.0) -> dict[str, Any]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            self.seen.append(event)
-            if event.get("code") == code:
-                return event
-        raise AssertionError(f"{STATE_NAMED}\nno {code} in the server log; saw {[e.get('code') for e in self.seen]}")
-
-    def problems(self) -> list[str]:
-        """Warnings and errors the server logged so far (violations, failed setups)."""
-        return [f"{e.get('code')}: {e.get('message')}" for e in self.seen if e.get("level") in ("warning", "error")]
-
 
 @pytest.fixture(scope="module")
-def server(renamed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, int]]:
+def server(renamed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, int]]:
     config = tmp_path_factory.mktemp("serve") / "callbridge.yaml"
     # no routes: every call goes to the embedded echo AI
     config.write_text("listen: {host: 127.0.0.1, port: 0}\nlimits: {drain_timeout_ms: 3000}\n")
-    serve = Serve(renamed, config)
+    serve = ServeProcess(config, renamed, hint=STATE_NAMED)
     try:
         listening = serve.wait_for("server.listening")
         assert Path(str(listening["specs"])).resolve() == renamed.resolve(), listening
@@ -266,7 +218,7 @@ def server(renamed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.mark.parametrize("provider", ["twilio", "vonage"])  # JSON with base64 audio; binary audio
 def test_whole_call_through_serve_with_renamed_states(
-    renamed: Path, server: tuple[Serve, int], provider: str, tmp_path: Path
+    renamed: Path, server: tuple[ServeProcess, int], provider: str, tmp_path: Path
 ) -> None:
     serve, port = server
     said = speechlike(16000, 1.5)
