@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from engine.core.commands import AI, TELEPHONY, OpenLeg
+from engine.core.commands import AI, OpenLeg
 from engine.core.legs import Leg
 from engine.errors import CallbridgeError
 from engine.language.protocol import Behaviours, Policy
@@ -232,22 +232,24 @@ def play_audio(call: CallSession, leg: Leg, fields: Fields) -> None:
     call.play(fields)
 
 
+def relay_digit(call: CallSession, to: Leg, fields: Fields, dropped: str) -> None:
+    """Send a keypad digit to the leg ``to`` while it is live; ``dropped`` says why when its spec
+    has no dtmf message."""
+    values = {"digit": str(fields["digit"]).upper(), "duration": fields.get("duration")}
+    if to.live and not call.outbox.send(to, "dtmf", values):
+        call.outbox.note("dtmf.unsupported", to.name, f"{to.peer.name} {dropped}", "warning")
+
+
 @action("forward_dtmf")
 def forward_dtmf(call: CallSession, leg: Leg, fields: Fields) -> None:
     """Send the caller's keypad digit to the AI."""
-    ai = call.ai
-    values = {"digit": str(fields["digit"]).upper(), "duration": fields.get("duration")}
-    if ai.live and not call.outbox.send(ai, "dtmf", values):
-        call.outbox.note("dtmf.unsupported", AI, f"{ai.peer.name} has no dtmf message; digit dropped", "warning")
+    relay_digit(call, call.ai, fields, "has no dtmf message; digit dropped")
 
 
 @action("send_dtmf")
 def send_dtmf(call: CallSession, leg: Leg, fields: Fields) -> None:
     """Play the AI's digit to the caller (where the platform spec has a dtmf message)."""
-    tel = call.tel
-    values = {"digit": str(fields["digit"]).upper(), "duration": fields.get("duration")}
-    if tel.live and not call.outbox.send(tel, "dtmf", values):
-        call.outbox.note("dtmf.unsupported", TELEPHONY, f"{tel.peer.name} cannot play digits; dropped", "warning")
+    relay_digit(call, call.tel, fields, "cannot play digits; dropped")
 
 
 @action("resolve_mark")
