@@ -15,6 +15,7 @@ See ``callbridge.example.yaml`` for every key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from engine.auth.credentials import LOOPBACK, Credentials, Network
+from engine.auth.signatures import decode_secret
 from engine.errors import Location, SpecError, SpecErrors
 from engine.language.validate import schema_errors
 from engine.language.yamlload import JsonPath, LoadedDocument, load_file
@@ -30,6 +33,8 @@ from engine.language.yamlload import JsonPath, LoadedDocument, load_file
 #: ``url`` value meaning "the echo AI of this very server" (whatever port it listens on)
 ECHO_URL = "@echo"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: what a path secret may hold: it is one segment of the URL the platform dials
+_PATH_SAFE = re.compile(r"^[A-Za-z0-9._~-]{16,256}$")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Route:
     agent_id: int | None
     outlet_id: int | None
     target: Target
+    auth: Credentials | None = None  # replaces the platform's credentials for this route's calls
 
     def matches(self, agent_id: int, outlet_id: int) -> bool:
         return (self.agent_id is None or self.agent_id == agent_id) and (
@@ -83,9 +89,22 @@ class AIFailurePolicy:
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """``listen.tls``: the PEM certificate chain and private key to serve ``wss://`` with."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 8765
+    tls: TLSFiles | None = None
+    public_url: str | None = None  # the base URL platforms dial, for request signatures
+    trusted_proxies: tuple[Network, ...] = ()
+    platforms: Mapping[str, Credentials] = field(default_factory=dict)  # platform spec -> credentials
+    echo_allow_from: tuple[Network, ...] = LOOPBACK
     specs: Path | None = None
     default_region: str = "US"
     log_level: str = "info"
@@ -103,17 +122,33 @@ class Config:
                 return route.target
         return None
 
-    def check_specs(self, ai_names: Any) -> list[SpecError]:
-        """Located errors for routes (and the fallback) naming AI specs not in ``ai_names``."""
+    def route_auth(self, agent_id: int, outlet_id: int) -> Credentials | None:
+        """The ``auth`` block of the first matching route, if it has one."""
+        for route in self.routes:
+            if route.matches(agent_id, outlet_id):
+                return route.auth
+        return None
+
+    def check_specs(self, ai_names: Any, platform_names: Any = None) -> list[SpecError]:
+        """Located errors for routes (and the fallback) naming AI specs not in ``ai_names``, and
+        for ``platforms`` entries naming no platform spec in ``platform_names``."""
         known = sorted(ai_names)
         targets = [r.target for r in self.routes]
         if self.ai_failure.fallback is not None:
             targets.append(self.ai_failure.fallback)
-        return [
+        errors = [
             SpecError(t.where, "$.ai", f"no AI provider spec {t.ai!r} (known: {', '.join(known)})")
             for t in targets
             if t.ai not in ai_names
         ]
+        if platform_names is not None:
+            errors += [
+                SpecError(creds.where, f"$.platforms.{name}", f"no platform spec {name!r} (known: "
+                          f"{', '.join(sorted(platform_names))})")
+                for name, creds in self.platforms.items()
+                if name not in platform_names
+            ]
+        return errors
 
 
 DEFAULT = Config()
@@ -167,6 +202,59 @@ class _Reader:
         )
 
 
+    def secrets(self, raw: Any, path: JsonPath) -> tuple[str, ...]:
+        values = raw if isinstance(raw, list) else [raw]
+        return tuple(self.env(v, (*path, i) if isinstance(raw, list) else path) for i, v in enumerate(values))
+
+    def networks(self, raw: list[str], path: JsonPath) -> tuple[Network, ...]:
+        out: list[Network] = []
+        for i, text in enumerate(raw):
+            try:
+                out.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                self.errors.append(self.doc.error((*path, i), f"{text!r} is not an address or network (CIDR)"))
+        return tuple(out)
+
+    def auth(self, raw: Mapping[str, Any] | None, path: JsonPath) -> Credentials | None:
+        """An ``auth:`` block as :class:`Credentials` (secrets resolved, networks parsed)."""
+        if raw is None:
+            return None
+        basic = raw.get("basic", [])
+        keys = raw.get("http_message_signature", [])
+        pairs: list[tuple[str, str]] = []
+        for i, pair in enumerate(basic if isinstance(basic, list) else [basic]):
+            at = (*path, "basic", i) if isinstance(basic, list) else (*path, "basic")
+            pairs.append((self.env(pair["username"], (*at, "username")), self.env(pair["password"], (*at, "password"))))
+        api_keys: list[tuple[str, bytes | None]] = []
+        for i, key in enumerate(keys if isinstance(keys, list) else [keys]):
+            at = (*path, "http_message_signature", i) if isinstance(keys, list) else (*path, "http_message_signature")
+            secret: bytes | None = None
+            if "client_secret" in key:
+                try:
+                    secret = decode_secret(self.env(key["client_secret"], (*at, "client_secret")))
+                except ValueError as exc:
+                    self.errors.append(self.doc.error((*at, "client_secret"), str(exc)))
+            api_keys.append((self.env(key["api_key"], (*at, "api_key")), secret))
+        path_secrets = self.secrets(raw["path_secret"], (*path, "path_secret")) if "path_secret" in raw else ()
+        for secret_text in path_secrets:
+            if secret_text and not _PATH_SAFE.match(secret_text):
+                self.errors.append(self.doc.error(
+                    (*path, "path_secret"),
+                    "a path secret is 16-256 characters of A-Z a-z 0-9 . _ ~ - (it is one segment of a URL)",
+                ))
+        return Credentials(
+            twilio_tokens=self.secrets(raw["twilio_signature"]["token"], (*path, "twilio_signature", "token"))
+            if "twilio_signature" in raw
+            else (),
+            tokens=self.secrets(raw["token"]["token"], (*path, "token", "token")) if "token" in raw else (),
+            basic=tuple(pairs),
+            api_keys=tuple(api_keys),
+            path_secrets=path_secrets,
+            allow_from=self.networks(raw.get("allow_from", []), (*path, "allow_from")),
+            where=self.doc.location(path),
+        )
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, check and resolve a config file; raises :class:`SpecErrors` with every mistake."""
     path = Path(path)
@@ -212,15 +300,36 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         else None,
     )
     routes = tuple(
-        Route(raw.get("agent_id"), raw.get("outlet_id"), reader.target(raw, ("routes", i)))
+        Route(
+            raw.get("agent_id"),
+            raw.get("outlet_id"),
+            reader.target(raw, ("routes", i)),
+            reader.auth(raw.get("auth"), ("routes", i, "auth")),
+        )
         for i, raw in enumerate(data.get("routes", []))
     )
+    platforms = {
+        name: creds
+        for name, raw in data.get("platforms", {}).items()
+        if (creds := reader.auth(raw.get("auth"), ("platforms", name, "auth"))) is not None
+    }
+    tls = None
+    if "tls" in listen:
+        tls = TLSFiles(path.parent / listen["tls"]["cert"], path.parent / listen["tls"]["key"])
+    trusted = reader.networks(listen.get("trusted_proxies", []), ("listen", "trusted_proxies"))
+    echo = data.get("echo", {})
+    echo_allow = reader.networks(echo["allow_from"], ("echo", "allow_from")) if "allow_from" in echo else LOOPBACK
     specs = data.get("specs")
     if reader.errors:
         raise SpecErrors(reader.errors)
     return Config(
         host=listen.get("host", DEFAULT.host),
         port=listen.get("port", DEFAULT.port),
+        tls=tls,
+        public_url=listen.get("public_url"),
+        trusted_proxies=trusted,
+        platforms=MappingProxyType(platforms),
+        echo_allow_from=echo_allow,
         specs=(path.parent / specs) if specs is not None else None,
         default_region=data.get("default_region", DEFAULT.default_region),
         log_level=log.get("level", DEFAULT.log_level),

@@ -20,6 +20,7 @@ class CallRoute:
     outlet_id: int = 0
     virtual_number: str = ""
     caller_id: str = ""
+    caller_id_given: bool = True  # False: no ?caller_id= came, caller_id is a generated UUID
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     default_region: str = "US"

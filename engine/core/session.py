@@ -266,6 +266,16 @@ class CallSession:
         route = self.route
         inbound = route.call_type != "outbound"
         customer = str(fields.get("from" if inbound else "to") or route.caller_id)
+        if not fields.get("from" if inbound else "to") and not route.caller_id_given:
+            # said once, so that a UUID reaching the AI as callerIdNumber is never a surprise
+            self.outbox.note(
+                "call.no_caller_number",
+                "telephony",
+                f"{route.provider} sent no caller number and the URL no ?caller_id=: the AI gets "
+                "the generated caller_id instead (see docs/platforms/ for where this platform puts it)",
+                "warning",
+                {"caller_id": route.caller_id},
+            )
         ours = str(fields.get("to" if inbound else "from") or route.virtual_number)
         caller, callee = (customer, ours) if inbound else (ours, customer)
         region = route.default_region

@@ -15,8 +15,10 @@ Headers are secrets: attempts are logged with the URL's query string redacted an
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import connect
@@ -37,6 +39,7 @@ class Attempt:
     headers: Mapping[str, str]
     subprotocols: tuple[str, ...]
     label: str  # the AI spec name, for metrics and logs
+    ssl: ssl_module.SSLContext | None = None  # None: websockets' default for wss:// (verified)
 
 
 def can_retarget(session: CallSession, target: AITarget) -> bool:
@@ -57,6 +60,7 @@ async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> Direc
     No retry: that is :func:`open_ai_leg`'s job. Raises what ``websockets.connect`` raises
     (``OSError``, ``TimeoutError``, ``InvalidHandshake``...) when the AI cannot be reached.
     """
+    extra: dict[str, Any] = {"ssl": attempt.ssl} if attempt.ssl is not None else {}
     ws = await connect(
         attempt.url,
         additional_headers=dict(attempt.headers),
@@ -66,6 +70,7 @@ async def connect_once(attempt: Attempt, timeout: float, max_size: int) -> Direc
         max_size=max_size,
         proxy=None,  # predictable: the AI URL is dialled as written
         create_connection=DirectClientConnection,  # messages straight to the bridge
+        **extra,
     )
     assert isinstance(ws, DirectClientConnection)
     return ws

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import inf
 from typing import Any
 
@@ -56,6 +57,8 @@ class BridgeContext:
     log: JsonLog
     metrics: Metrics
     fallback: AITarget | None = None
+    echo_url: str = ""  # this server's own echo AI, dialled with echo_ssl when it serves TLS
+    echo_ssl: ssl.SSLContext | None = None
 
 
 class CallBridge:
@@ -241,6 +244,9 @@ class CallBridge:
             assert ws_spec is not None
             headers = fallback.headers if fallback.headers is not None else ws_spec.headers
             attempts.append(Attempt(fallback.url or ws_spec.url, headers, ws_spec.subprotocols, fallback.peer.name))
+        if self.ctx.echo_ssl is not None:
+            echo = self.ctx.echo_url
+            attempts = [replace(a, ssl=self.ctx.echo_ssl) if a.url == echo else a for a in attempts]
         return attempts
 
     def _before_fallback(self) -> bool:

@@ -38,6 +38,7 @@ from websockets.protocol import OPEN
 from websockets.streams import StreamReader
 
 from engine.errors import LegClosed
+from engine.io.tls import is_client_hello
 
 # The per-message functions live in engine.io.wire (compiled with mypyc); re-exported here.
 from engine.io.wire import MASK_KEYS, MaskKeys, Message, feed, frame_bytes, frames_directly, send_now
@@ -271,9 +272,25 @@ class DirectServerConnection(DirectDelivery, ServerConnection):
     """A platform's connection to callbridge: give it to ``websockets.serve`` as
     ``create_connection``; messages are held until a bridge :meth:`~DirectDelivery.attach` es."""
 
+    #: set on a plain listener's connections: called with the connection when its first bytes
+    #: are a TLS ClientHello (a wss:// client at a ws:// port), which is then dropped
+    on_tls_hello: Callable[[DirectServerConnection], None] | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._direct_init()
+        self._first_read = True
+
+    def data_received(self, data: bytes) -> None:
+        """As :meth:`DirectDelivery.data_received`; a TLS ClientHello as the first bytes goes to
+        :attr:`on_tls_hello` instead of failing as an unreadable HTTP request."""
+        if self._first_read:
+            self._first_read = False
+            if self.on_tls_hello is not None and is_client_hello(data):
+                self.on_tls_hello(self)
+                self.transport.abort()
+                return
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """As :meth:`DirectDelivery.connection_lost`, and frees what ``serve()`` left behind."""

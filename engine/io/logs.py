@@ -93,3 +93,49 @@ class JsonLog:
             leg=notice.leg,
             fields=notice.fields,
         )
+
+
+class Throttle:
+    """At most ``burst`` log lines per key in each ``window_s``; the rest are counted, and
+    :meth:`summaries` reports each key's count once its window is over.
+
+    Use it for lines a stranger can cause at will (refused upgrades): the log stays bounded
+    however fast they come. Keys must come from a bounded set (provider and reason names);
+    past ``max_keys`` every new key shares one overflow key.
+    """
+
+    OVERFLOW = ("*",)
+
+    def __init__(self, burst: int = 5, window_s: float = 10.0, max_keys: int = 256) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._started: dict[tuple[str, ...], float] = {}
+        self._lines: dict[tuple[str, ...], int] = {}
+        self._held: dict[tuple[str, ...], int] = {}  # lines held back, owed a summary
+
+    def admit(self, key: tuple[str, ...], now: float) -> bool:
+        """Whether a line for ``key`` may be written now (else it is counted for the summary)."""
+        if key not in self._started and len(self._started) >= self.max_keys:
+            key = self.OVERFLOW
+        started = self._started.get(key)
+        if started is None or now - started >= self.window_s:
+            self._started[key] = now
+            self._lines[key] = 0
+        if self._lines[key] < self.burst:
+            self._lines[key] += 1
+            return True
+        self._held[key] = self._held.get(key, 0) + 1
+        return False
+
+    def summaries(self, now: float) -> list[tuple[tuple[str, ...], int]]:
+        """Keys whose window is over with lines held back, and how many; each is reported once."""
+        out = []
+        for key, started in list(self._started.items()):
+            if now - started < self.window_s:
+                continue
+            held = self._held.pop(key, 0)
+            if held:
+                out.append((key, held))
+            del self._started[key], self._lines[key]
+        return out

@@ -184,6 +184,18 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "callbridge_auth_failures",
+            "upgrades refused by authentication, by the route's provider and the reason "
+            "(missing, malformed, invalid, expired, replayed, source, scheme)",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.tls_to_plain = Counter(
+            "callbridge_tls_to_plain_listener",
+            "connections that opened with a TLS ClientHello on the plain ws:// listener",
+            registry=r,
+        )
         self.frames: FrameCounts | FrameCounter
         if multiprocess:
             self.frames = FrameCounter(live_sessions, r)

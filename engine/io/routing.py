@@ -4,7 +4,8 @@ The adapter guide's route::
 
     /ws-adapter/{provider}/{call_type}/{agent_id}/{outlet_id}/{virtual_number}?caller_id=...
 
-:func:`parse_adapter_path` returns a :class:`~engine.core.session.CallRoute`, or a
+optionally with a sixth part, a route's path secret (:func:`split_path_secret` takes it off
+before the rest is parsed). :func:`parse_adapter_path` returns a :class:`~engine.core.session.CallRoute`, or a
 :class:`Refusal` (HTTP status and a one-line body naming the bad part) for the server to send
 instead of upgrading. ``caller_id`` defaults to a fresh UUID. A literal ``+`` in the query
 stays a ``+`` (platforms put E.164 numbers there unencoded).
@@ -47,6 +48,19 @@ def split_query(query: str) -> dict[str, str]:
     return out
 
 
+def split_path_secret(target: str) -> tuple[str, str | None]:
+    """A route with a path secret (``.../{virtual_number}/{secret}``): the target without its
+    secret part, and the secret (``None`` when the path has no sixth part)."""
+    path, sep, query = target.partition("?")
+    if not path.startswith(ADAPTER_PREFIX):
+        return target, None
+    parts = path[len(ADAPTER_PREFIX) :].rstrip("/").split("/")
+    if len(parts) != 6:
+        return target, None
+    head = ADAPTER_PREFIX + "/".join(parts[:5])
+    return head + sep + query, unquote(parts[5])
+
+
 def parse_adapter_path(
     target: str,
     providers: Iterable[str],
@@ -72,9 +86,8 @@ def parse_adapter_path(
             f"part{'s' if len(parts) != 1 else ''} after /ws-adapter/",
         )
     provider, call_type, agent_id, outlet_id, number = (unquote(p) for p in parts)
-    known = sorted(providers)
-    if provider not in known:
-        return Refusal(404, f"unknown provider {provider!r} (known: {', '.join(known)})")
+    if provider not in set(providers):  # the body names no list: a stranger learns nothing
+        return Refusal(404, f"unknown provider {provider[:40]!r}")
     if call_type not in CALL_TYPES:
         return Refusal(400, f"call_type must be inbound or outbound, not {call_type!r}")
     if not _INTEGER.match(agent_id):
@@ -87,14 +100,15 @@ def parse_adapter_path(
             f"virtual_number must be a phone number (digits, optional leading +), not {number!r}",
         )
     params = split_query(query)
-    caller_id = params.get("caller_id") or str(uuid.uuid4())
+    given = params.get("caller_id")
     return CallRoute(
         provider=provider,
         call_type=call_type,
         agent_id=int(agent_id),
         outlet_id=int(outlet_id),
         virtual_number=number,
-        caller_id=caller_id,
+        caller_id=given or str(uuid.uuid4()),
+        caller_id_given=bool(given),
         query=params,
         headers=dict(headers or {}),
         default_region=default_region,

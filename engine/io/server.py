@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import ssl
 import time
 from dataclasses import replace
 from http import HTTPStatus
@@ -41,15 +42,18 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 
 from engine import native
+from engine.auth.gate import Gate, Upgrade
+from engine.auth.schemes import Denial
 from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_config, redact_url
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.errors import ProtocolErrorKind, RemoteProtocolError, SpecErrors, UsageError
 from engine.io.bridge import BridgeContext, CallBridge
 from engine.io.direct import DirectServerConnection, Message
 from engine.io.echo import echo_ai
-from engine.io.logs import JsonLog
+from engine.io.logs import JsonLog, Throttle
 from engine.io.metrics import Metrics
-from engine.io.routing import ADAPTER_PREFIX, ECHO_PATH, Refusal, parse_adapter_path
+from engine.io.routing import ADAPTER_PREFIX, ECHO_PATH, Refusal, parse_adapter_path, split_path_secret
+from engine.io.tls import loopback_client_context, reload_certificate, server_context
 from engine.io.workers import WorkerLog, announce_ready, check_worker_env, supervise, supervisor_gone
 from engine.language.detect import detect_provider
 from engine.language.loader import SpecSet, load_specs
@@ -59,6 +63,8 @@ AUTO = "auto"  # /ws-adapter/auto/...: the platform is detected from its first m
 AUTO_DETECT_TIMEOUT_S = 10.0
 #: worker mode: how often live calls' frame counts are folded into the shared metrics
 FRAME_FOLD_INTERVAL_S = 1.0
+#: how often the summaries of throttled log lines (refused upgrades) are written
+SUMMARY_INTERVAL_S = 5.0
 
 
 class BridgeServer:
@@ -89,9 +95,13 @@ class BridgeServer:
         self.server: Server | None = None
         self.port = 0
         self.echo_url = ""
+        self.tls: ssl.SSLContext | None = None
+        self.gate = self._make_gate(config)
+        self.throttle = Throttle()  # log lines strangers can cause: refused upgrades
         self._ctx = self._context(config)
         self._stopped = asyncio.Event()
         self._fold_task: asyncio.Task[None] | None = None
+        self._summary_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -100,10 +110,14 @@ class BridgeServer:
         ``self.port``) and return; calls are served in the background until :meth:`drain` or
         :meth:`close`. ``/readyz`` answers ready once the audio kernels are warm.
 
-        Raises :exc:`~engine.errors.UsageError` when the address cannot be listened on.
+        Serves ``wss://`` when the config has ``listen.tls``. Raises
+        :exc:`~engine.errors.UsageError` when the address cannot be listened on or the
+        certificate cannot be loaded.
         """
         host = host if host is not None else self.config.host
         port = port if port is not None else self.config.port
+        if self.config.tls is not None:
+            self.tls = server_context(self.config.tls.cert, self.config.tls.key)
         if self.worker is not None:
             # the kernel hands a listening worker its share of new calls at once, and nothing
             # answers /readyz for one worker of a shared port: so a (re)started worker warms
@@ -122,7 +136,9 @@ class BridgeServer:
                 max_size=self.config.limits.max_message_bytes,
                 ping_interval=None,  # platforms do not answer pings reliably; idle timeout instead
                 server_header="callbridge",
-                create_connection=DirectServerConnection,
+                # a factory, not a class: websockets only calls it (the annotation says type)
+                create_connection=self._connection,  # type: ignore[arg-type]
+                ssl=self.tls,
                 **extra,
             )
         except OSError as exc:
@@ -130,18 +146,22 @@ class BridgeServer:
         sock = next(iter(self.server.sockets))
         self.port = sock.getsockname()[1]
         echo_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-        self.echo_url = f"ws://{echo_host}:{self.port}{ECHO_PATH}"
+        scheme = "wss" if self.tls is not None else "ws"
+        self.echo_url = f"{scheme}://{echo_host}:{self.port}{ECHO_PATH}"
         self._ctx = self._context(self.config)
         self.log.event(
             "info",
             "server.listening" if self.worker is None else "worker.listening",
-            f"listening on ws://{host}:{self.port}",
+            f"listening on {scheme}://{host}:{self.port}",
             fields={"host": host, "port": self.port, "specs": str(self.specs.root), "engine": native.status()},
         )
+        if self.worker is None or self.worker == 0:
+            self._warn_open()
         if not self.ready:
             asyncio.get_running_loop().create_task(self._warm_up())
         if self.metrics.multiprocess:
             self._fold_task = asyncio.get_running_loop().create_task(self._fold_frames())
+        self._summary_task = asyncio.get_running_loop().create_task(self._write_summaries())
         if self.freeze:  # the process is ours: its collections are ours to report
             self.metrics.gc_pauses.install()
 
@@ -150,6 +170,43 @@ class BridgeServer:
         while True:
             await asyncio.sleep(FRAME_FOLD_INTERVAL_S)
             self.metrics.fold()
+
+    async def _write_summaries(self) -> None:
+        """Every few seconds: one line per throttled kind of refusal, with how many were held back."""
+        while True:
+            await asyncio.sleep(SUMMARY_INTERVAL_S)
+            self._flush_summaries()
+
+    def _flush_summaries(self) -> None:
+        for key, count in self.throttle.summaries(time.monotonic()):
+            self.log.event(
+                "warning",
+                f"{key[0]}.suppressed",
+                f"{count} more like the last {self.throttle.burst} not logged ({', '.join(key[1:]) or 'various'})",
+                fields={"count": count, "kind": list(key)},
+            )
+
+    def _warn_open(self) -> None:
+        """One line per way in that takes calls with no credentials at all, at start-up."""
+        gate, config = self.gate, self.config
+        open_platforms = sorted(name for name in self.specs.providers if name not in gate.platforms)
+        for i, route in enumerate(config.routes):
+            if route.auth is None and open_platforms:
+                self.log.event(
+                    "warning",
+                    "auth.open_route",
+                    f"route {i} ({_describe_route(route)} -> {route.target.ai}) takes calls without credentials "
+                    f"from {', '.join(open_platforms)}: configure platforms.NAME.auth or the route's auth",
+                    fields={"route": i, "platforms": open_platforms},
+                )
+        if open_platforms and not any(r.agent_id is None and r.outlet_id is None for r in config.routes):
+            self.log.event(
+                "warning",
+                "auth.open",
+                f"calls from {', '.join(open_platforms)} are taken without credentials (anyone who can "
+                "reach the port can place one); see docs/platforms/ for each platform's auth",
+                fields={"platforms": open_platforms},
+            )
 
     async def _warm_up(self) -> None:
         """Load the audio kernels (numba's cache: about a second) and run each once, off the
@@ -195,6 +252,9 @@ class BridgeServer:
     async def close(self) -> None:
         """Stop listening now, without waiting for live calls (use :meth:`drain` for that)."""
         self.metrics.gc_pauses.remove()
+        if self._summary_task is not None:
+            self._summary_task.cancel()
+            self._flush_summaries()
         if self._fold_task is not None:
             self._fold_task.cancel()
             self.metrics.fold()
@@ -211,9 +271,16 @@ class BridgeServer:
             config = await asyncio.to_thread(load_config, config_file) if config_file else self.config
             root = self.spec_root or config.specs
             specs = await asyncio.to_thread(load_specs, root)
-            errors = config.check_specs(specs.ai_providers)
+            errors = config.check_specs(specs.ai_providers, specs.providers)
             if errors:
                 raise SpecErrors(errors)
+            if self.tls is not None:
+                tls = config.tls or self.config.tls
+                assert tls is not None
+                reload_certificate(self.tls, tls.cert, tls.key)
+        except UsageError as exc:  # a renewed certificate that cannot be loaded: keep the old one
+            self.log.event("error", "reload.rejected", f"{exc}; kept the previous specs, config and certificate")
+            return False
         except SpecErrors as exc:
             for error in exc.errors:
                 self.log.event("error", "reload.rejected", str(error))
@@ -223,9 +290,12 @@ class BridgeServer:
                 f"kept the previous specs and config ({len(exc.errors)} errors)",
             )
             return False
-        if (config.host, config.port) != (self.config.host, self.config.port):
-            self.log.event("warning", "reload.listen", "listen host/port changes need a restart; ignored")
-        self.config = replace(config, host=self.config.host, port=self.config.port)
+        if (config.host, config.port, config.tls is None) != (self.config.host, self.config.port, self.tls is None):
+            self.log.event("warning", "reload.listen", "listen host/port/TLS on-off changes need a restart; ignored")
+        self.config = replace(config, host=self.config.host, port=self.config.port, tls=self.config.tls)
+        nonces = self.gate.nonces
+        self.gate = self._make_gate(self.config)
+        self.gate.nonces = nonces  # a signature seen before the reload is still a replay after it
         self.specs = specs
         if self.freeze:
             freeze_heap(refreeze=True)
@@ -244,7 +314,39 @@ class BridgeServer:
         fallback = None
         if config.ai_failure.fallback is not None:
             fallback = self._ai_target(config.ai_failure.fallback, self.specs)
-        return BridgeContext(config.limits, config.ai_failure, self.log, self.metrics, fallback)
+        echo_ssl = loopback_client_context() if self.tls is not None else None
+        return BridgeContext(
+            config.limits, config.ai_failure, self.log, self.metrics, fallback, self.echo_url, echo_ssl
+        )
+
+    @staticmethod
+    def _make_gate(config: Config) -> Gate:
+        return Gate(
+            config.platforms,
+            public_url=config.public_url,
+            trusted_proxies=config.trusted_proxies,
+            echo_allow_from=config.echo_allow_from,
+        )
+
+    def _connection(self, *args: Any, **kwargs: Any) -> DirectServerConnection:
+        """``websockets``' connection factory: a direct connection, which on a plain listener
+        reports a TLS ClientHello instead of dropping it unexplained."""
+        connection = DirectServerConnection(*args, **kwargs)
+        if self.tls is None:
+            connection.on_tls_hello = self._tls_hello
+        return connection
+
+    def _tls_hello(self, connection: DirectServerConnection) -> None:
+        self.metrics.tls_to_plain.inc()
+        if self.throttle.admit(("tls", "plain_listener"), time.monotonic()):
+            peer = connection.remote_address
+            self.log.event(
+                "warning",
+                "tls.plain_listener",
+                "TLS sent to a plain listener: a client dialled wss:// but this port serves ws:// "
+                "(set listen.tls, or put a TLS terminator in front)",
+                fields={"peer": peer[0] if peer else None},
+            )
 
     def _ai_target(self, target: Target, specs: SpecSet) -> AITarget:
         url = self.echo_url if target.url == ECHO_URL else target.url
@@ -273,25 +375,34 @@ class BridgeServer:
             response.headers["Content-Length"] = str(len(response.body))
             return response
         if path == ECHO_PATH:
+            denial = self.gate.check_echo(self._upgrade(connection, request))
+            if denial is not None:
+                return self._deny(connection, "echo", denial, basic=False)
             setattr(connection, _PENDING_ATTR, None)
             return None
         if not path.startswith(ADAPTER_PREFIX):
-            return self._refuse(connection, Refusal(404, f"no route {path!r}"))
-        if self.draining:
-            return self._refuse(connection, Refusal(503, "draining: not taking new calls"))
-        if len(self.bridges) >= self.config.limits.max_calls:
-            return self._refuse(connection, Refusal(503, f"at capacity ({self.config.limits.max_calls} calls)"))
+            return self._refuse(connection, Refusal(404, f"no route {path[:80]!r}"))
         specs = self.specs
+        target, secret = split_path_secret(request.path)
         route = parse_adapter_path(
-            request.path,
+            target,
             [*specs.providers, AUTO],
             dict(request.headers.raw_items()),
             self.config.default_region,
         )
         if isinstance(route, Refusal):
             return self._refuse(connection, route)
+        # who may call is decided before anything is allotted: a refusal costs no call slot
+        upgrade = self._upgrade(connection, request, secret)
+        admitted, denial, basic = self._admit(route, upgrade)
+        if denial is not None:
+            return self._deny(connection, route.provider, denial, basic=basic)
+        if self.draining:
+            return self._refuse(connection, Refusal(503, "draining: not taking new calls"))
+        if len(self.bridges) >= self.config.limits.max_calls:
+            return self._refuse(connection, Refusal(503, f"at capacity ({self.config.limits.max_calls} calls)"))
         if route.provider == AUTO:  # the platform is told from its first message(s)
-            self._take_call(connection, (route, specs, self.config, self._ctx))
+            self._take_call(connection, (route, specs, self.config, self._ctx, admitted))
             return None
         peer = specs.providers[route.provider]
         if peer.connection.compression not in ("none", "", None):
@@ -299,8 +410,60 @@ class BridgeServer:
             connection.protocol.available_extensions = [ServerPerMessageDeflateFactory()]
         limit = min(self.config.limits.max_message_bytes, peer.connection.max_message_bytes)
         connection.protocol.max_message_size = limit
-        self._take_call(connection, (route, specs, self.config, self._ctx))
+        self._take_call(connection, (route, specs, self.config, self._ctx, admitted))
         return None
+
+    def _upgrade(self, connection: ServerConnection, request: Request, secret: str | None = None) -> Upgrade:
+        peer = connection.remote_address
+        return Upgrade.from_request(
+            request.path,
+            request.headers.raw_items(),
+            peer[0] if peer else None,
+            tls=self.tls is not None,
+            now=time.time(),
+            path_secret=secret,
+        )
+
+    def _admit(self, route: CallRoute, upgrade: Upgrade) -> tuple[frozenset[str], Denial | None, bool]:
+        """The platforms this upgrade may be a call from (the route's own, or for ``auto`` every
+        one it passes the check of), or why none; and whether a Basic challenge applies."""
+        gate, specs = self.gate, self.specs
+        route_auth = self.config.route_auth(route.agent_id, route.outlet_id)
+        names = list(specs.providers) if route.provider == AUTO else [route.provider]
+        admitted: set[str] = set()
+        denials: list[Denial] = []
+        basic = False
+        for name in names:
+            schemes = specs.providers[name].auth
+            creds = gate.credentials(name, route_auth)
+            denial = gate.check(name, schemes, creds, upgrade)
+            if denial is None:
+                admitted.add(name)
+                continue
+            denials.append(denial)
+            basic = basic or (creds is not None and bool(creds.basic) and any(s.kind == "basic" for s in schemes))
+        if admitted:
+            return frozenset(admitted), None, False
+        return frozenset(), next((d for d in denials if d.status == 403), denials[0]), basic
+
+    def _deny(self, connection: ServerConnection, provider: str, denial: Denial, *, basic: bool) -> Response:
+        """Refuse an upgrade that failed authentication: 401 or 403 with a body that says no more
+        than that, a counted metric, and a log line (throttled per provider and reason)."""
+        self.metrics.auth_failures.labels(provider, denial.reason).inc()
+        self.metrics.rejected.labels(str(denial.status)).inc()
+        if self.throttle.admit(("auth", provider, denial.reason), time.monotonic()):
+            peer = connection.remote_address
+            self.log.event(
+                "warning",
+                "auth.refused",
+                f"{provider}: upgrade refused ({denial.reason}): {denial.detail}",
+                fields={"status": denial.status, "reason": denial.reason, "peer": peer[0] if peer else None},
+            )
+        body = "authentication required\n" if denial.status == 401 else "forbidden\n"
+        response = connection.respond(denial.status, body)
+        if basic and denial.status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="callbridge", charset="UTF-8"'
+        return response
 
     @staticmethod
     def _take_call(connection: ServerConnection, pending: tuple[Any, ...]) -> None:
@@ -311,7 +474,8 @@ class BridgeServer:
 
     def _refuse(self, connection: ServerConnection, refusal: Refusal) -> Response:
         self.metrics.rejected.labels(str(refusal.status)).inc()
-        self.log.event("warning", "upgrade.refused", refusal.message, fields={"status": refusal.status})
+        if self.throttle.admit(("upgrade", str(refusal.status)), time.monotonic()):
+            self.log.event("warning", "upgrade.refused", refusal.message, fields={"status": refusal.status})
         return connection.respond(refusal.status, refusal.message + "\n")
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Any:
@@ -336,8 +500,8 @@ class BridgeServer:
             await echo_ai(ws)
             return
         assert isinstance(ws, DirectServerConnection)
-        route, specs, config, ctx = pending
-        await self._run_call(ws, route, specs, config, ctx)
+        route, specs, config, ctx, admitted = pending
+        await self._run_call(ws, route, specs, config, ctx, admitted)
 
     async def _run_call(
         self,
@@ -346,12 +510,19 @@ class BridgeServer:
         specs: SpecSet,
         config: Config,
         ctx: BridgeContext,
+        admitted: frozenset[str],
     ) -> None:
         loop = asyncio.get_running_loop()
         first: list[Message] = []
         if route.provider == AUTO:
             detected = await self._detect(ws, route, specs, first)
             if detected is None:
+                return
+            if detected not in admitted:  # it passed some platform's check, not this one's
+                self.metrics.auth_failures.labels(detected, "scheme").inc()
+                self.log.event("warning", "auth.refused", f"auto: the call is from {detected}, whose "
+                               "credentials the upgrade did not present", leg="telephony")
+                await ws.close(1008, "not authenticated for this platform")
                 return
             route = replace(route, provider=detected)
         target = config.route_for(route.agent_id, route.outlet_id)
@@ -485,9 +656,15 @@ def freeze_heap(refreeze: bool = False) -> None:
     gc.freeze()
 
 
+def _describe_route(route: Any) -> str:
+    ids = (("agent", route.agent_id), ("outlet", route.outlet_id))
+    parts = [f"{key} {value}" for key, value in ids if value is not None]
+    return " ".join(parts) or "every call"
+
+
 def _load_specs(config: Config, spec_root: Path | None) -> SpecSet:
     specs = load_specs(spec_root or config.specs)
-    errors = config.check_specs(specs.ai_providers)
+    errors = config.check_specs(specs.ai_providers, specs.providers)
     if errors:
         raise SpecErrors(errors)
     return specs

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from engine.auth.schemes import AuthScheme, compile_schemes
 from engine.dsp import formats
 from engine.dsp.formats import AudioFormat
 from engine.errors import ExpressionError, FieldError, SpecError, TemplateSyntaxError
@@ -178,6 +179,7 @@ class CompiledPeer:
     ai_format_name: str | None = None  # AI only: pcm16 | g711_ulaw | opus
     opus_frame_ms: float = 20.0
     patterns: tuple[Pattern, ...] = field(default=(), repr=False)
+    auth: tuple[AuthScheme, ...] = ()  # telephony: how the platform proves itself on the upgrade
 
     @property
     def leg(self) -> str:
@@ -610,6 +612,7 @@ def compile_peer(
         max_message_bytes=int(conn_raw.get("max_message_bytes", 1 << 20)),
         max_text_bytes=conn_raw.get("max_text_bytes"),
     )
+    auth = compile_schemes(data.get("auth", ()), c.error)
     _check_semantics(c, kind, data, marks, clear, templates, mapped, audio)
     if connection.max_text_bytes is not None:
         _check_text_sizes(c, data, templates, connection.max_text_bytes)
@@ -648,6 +651,7 @@ def compile_peer(
         ai_format_name=ai_format,
         opus_frame_ms=frame_ms,
         patterns=tuple(patterns),
+        auth=auth,
     ), []
 
 

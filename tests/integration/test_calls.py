@@ -173,7 +173,7 @@ def test_ai_drops_mid_call(specs: SpecSet) -> None:
 
 
 @pytest.mark.parametrize(("path", "status", "words"), [
-    ("/ws-adapter/nope/inbound/1/1/+14155550100", 404, ["unknown provider 'nope'", "twilio"]),
+    ("/ws-adapter/nope/inbound/1/1/+14155550100", 404, ["unknown provider 'nope'"]),  # and no list of known ones
     ("/ws-adapter/twilio/sideways/1/1/+14155550100", 400, ["call_type", "sideways"]),
     ("/ws-adapter/twilio/inbound/abc/1/+14155550100", 400, ["agent_id", "abc"]),
     ("/ws-adapter/twilio/inbound/1/x1/+14155550100", 400, ["outlet_id", "x1"]),

@@ -35,7 +35,7 @@ def test_caller_id_defaults_to_a_uuid_and_plus_survives() -> None:
 
 def test_refusals_name_the_part() -> None:
     cases = {
-        "/ws-adapter/vonage/inbound/1/2/123456": (404, "known: exotel, twilio"),
+        "/ws-adapter/vonage/inbound/1/2/123456": (404, "unknown provider 'vonage'"),
         "/ws-adapter/twilio/both/1/2/123456": (400, "call_type"),
         "/ws-adapter/twilio/inbound/1.5/2/123456": (400, "agent_id"),
         "/ws-adapter/twilio/inbound/1/-2/123456": (400, "outlet_id"),
