@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="worker processes sharing the port with SO_REUSEPORT (default: the config's workers, else 1)",
     )
+    serve.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (with --tls-key; overrides listen.tls)")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=_cmd_serve)
 

@@ -108,7 +108,7 @@ def check_http_message_signature(
     signature. ``headers`` is case-insensitive (the upgrade's), ``target`` the request target
     as sent, ``url`` the absolute URL the client dialled (its authority is ``@authority``).
     """
-    api_key = headers.get(scheme.key_header)
+    api_key = headers.get(scheme.key_header.lower())
     if not api_key:
         return Denial(MISSING, f"no {scheme.key_header}")
     secret: bytes | None = None
@@ -118,7 +118,7 @@ def check_http_message_signature(
             known, secret = True, key_secret
     if not known:
         return Denial("invalid", f"unknown {scheme.key_header}")
-    signed = "signature-input" in {k.lower() for k in headers} or "signature" in {k.lower() for k in headers}
+    signed = "signature-input" in headers or "signature" in headers
     if secret is None:
         return None  # the key alone is the credential
     if not signed:

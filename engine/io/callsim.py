@@ -173,6 +173,9 @@ class CallSim:
         transcript: Path | None = None,
         caller: str = "+14155550123",
         callee: str = "+14155550100",
+        headers: Mapping[str, str] | None = None,
+        ssl: Any = None,
+        custom: Mapping[str, str] | None = None,
     ) -> None:
         if provider not in specs.providers:
             raise UsageError(
@@ -184,6 +187,8 @@ class CallSim:
         self.audio, self.rate = audio, rate
         self.dtmf, self.tail_s, self.progress = dtmf, tail_s, progress
         self.caller, self.callee = caller, callee
+        self.headers = dict(headers or {})  # on the upgrade: credentials, as the platform sends them
+        self.ssl = ssl  # for wss://: an ssl.SSLContext trusting the server's CA (None: the default)
         audio_spec = self.peer.audio
         self.fmt_in: AudioFormat = audio_spec.inbound  # what the platform sends
         self.fmt_out: AudioFormat = audio_spec.outbound or audio_spec.inbound
@@ -208,7 +213,7 @@ class CallSim:
             "direction": "inbound",
             "from": caller,
             "to": callee,
-            "custom": {},
+            "custom": dict(custom or {}),
             "track": "inbound",
             "status": "connected",
             "protocol": "Call",
@@ -282,15 +287,18 @@ class CallSim:
         tail = [silence] * int(self.tail_s * 1000 / self.chunk_ms)
         started = loop.time()
         report = self.report
+        extra: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
         try:
             ws = await connect(
                 self.url,
+                additional_headers=self.headers or None,
                 subprotocols=list(self.peer.connection.subprotocols) or None,  # type: ignore[arg-type]
                 compression=None,
                 open_timeout=10,
                 max_size=self.peer.connection.max_message_bytes,
                 proxy=None,
                 ping_interval=None,
+                **extra,
             )
         except websockets.exceptions.InvalidStatus as exc:
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""

@@ -44,7 +44,7 @@ from websockets.http11 import Request, Response
 from engine import native
 from engine.auth.gate import Gate, Upgrade
 from engine.auth.schemes import Denial
-from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, load_config, redact_url
+from engine.config import DEFAULT, ECHO_TARGET, ECHO_URL, Config, Target, TLSFiles, load_config, redact_url
 from engine.core.session import AITarget, CallRoute, CallSession
 from engine.errors import ProtocolErrorKind, RemoteProtocolError, SpecErrors, UsageError
 from engine.io.bridge import BridgeContext, CallBridge
@@ -707,6 +707,11 @@ def serve_main(args: argparse.Namespace) -> int:
     One process unless ``--workers`` (or the config's ``workers``) asks for more: then this
     process supervises that many workers (:func:`engine.io.workers.supervise`)."""
     config = load_config(args.config) if getattr(args, "config", None) else DEFAULT
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if bool(cert) != bool(key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if cert and key:
+        config = replace(config, tls=TLSFiles(Path(cert).resolve(), Path(key).resolve()))
     workers = getattr(args, "workers", None)
     workers = config.workers if workers is None else workers
     supervisor = None

@@ -241,6 +241,8 @@ class Supervisor:
         command += ["serve"]
         if getattr(args, "config", None):
             command += ["--config", str(args.config)]
+        if getattr(args, "tls_cert", None) and getattr(args, "tls_key", None):
+            command += ["--tls-cert", str(args.tls_cert), "--tls-key", str(args.tls_key)]
         return [*command, "--host", self.host, "--port", str(self.port), "--worker-index", str(index)]
 
     async def _spawn(self, index: int) -> None:
