@@ -98,6 +98,7 @@ class BridgeServer:
         self.tls: ssl.SSLContext | None = None
         self.gate = self._make_gate(config)
         self.throttle = Throttle()  # log lines strangers can cause: refused upgrades
+        self.tls_throttle = Throttle(burst=1, window_s=60.0)  # "TLS sent to a plain listener": once a minute
         self._ctx = self._context(config)
         self._stopped = asyncio.Event()
         self._fold_task: asyncio.Task[None] | None = None
@@ -178,13 +179,15 @@ class BridgeServer:
             self._flush_summaries()
 
     def _flush_summaries(self) -> None:
-        for key, count in self.throttle.summaries(time.monotonic()):
-            self.log.event(
-                "warning",
-                f"{key[0]}.suppressed",
-                f"{count} more like the last {self.throttle.burst} not logged ({', '.join(key[1:]) or 'various'})",
-                fields={"count": count, "kind": list(key)},
-            )
+        now = time.monotonic()
+        for throttle in (self.throttle, self.tls_throttle):
+            for key, count in throttle.summaries(now):
+                self.log.event(
+                    "warning",
+                    f"{key[0]}.suppressed",
+                    f"{count} more like the last {throttle.burst} not logged ({', '.join(key[1:]) or 'various'})",
+                    fields={"count": count, "kind": list(key)},
+                )
 
     def _warn_open(self) -> None:
         """One line per way in that takes calls with no credentials at all, at start-up."""
@@ -338,7 +341,7 @@ class BridgeServer:
 
     def _tls_hello(self, connection: DirectServerConnection) -> None:
         self.metrics.tls_to_plain.inc()
-        if self.throttle.admit(("tls", "plain_listener"), time.monotonic()):
+        if self.tls_throttle.admit(("tls", "plain_listener"), time.monotonic()):
             peer = connection.remote_address
             self.log.event(
                 "warning",
