@@ -20,13 +20,18 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_example_loads(specs: SpecSet) -> None:
-    config = load_config(ROOT / "callbridge.example.yaml", environ={"ACME_AI_TOKEN": "s3cret"})
+    environ = {"ACME_AI_TOKEN": "s3cret", "TWILIO_AUTH_TOKEN": "tw-token-s3cret", "EXOTEL_WS_USER": "u",
+               "EXOTEL_WS_PASSWORD": "exo-s3cret", "GENESYS_API_KEY": "gk-s3cret",
+               "GENESYS_CLIENT_SECRET": "c2VjcmV0LXNlY3JldC1zZWNyZXQ=", "OUTLET789_SECRET": "outlet-789-s3cret-path"}
+    config = load_config(ROOT / "callbridge.example.yaml", environ=environ)
     assert config.routes[0].target.headers == {"Authorization": "Bearer s3cret"}
-    assert config.check_specs(specs.ai_providers) == []
+    assert config.check_specs(specs.ai_providers, specs.providers) == []
+    assert sorted(config.platforms) == ["exotel", "genesys", "twilio"]
+    assert config.route_auth(1, 789) is not None
     assert config.route_for(123, 456) is config.routes[0].target
     assert config.route_for(1, 789) is config.routes[1].target
     assert config.route_for(5, 5) is not None and config.route_for(5, 5).url == ECHO_URL  # type: ignore[union-attr]
-    assert "s3cret" not in repr(config)
+    assert "s3cret" not in repr(config)  # no secret, AI header or credential, reaches a repr
 
 
 def test_defaults_without_a_file() -> None:
