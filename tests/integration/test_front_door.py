@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trustme
 import websockets
@@ -291,3 +292,34 @@ def test_tls_sent_to_a_plain_listener_is_logged_once_and_counted(specs: SpecSet)
 
     run(body)
     assert sum('"tls.plain_listener"' in line for line in log) == 1
+
+
+def test_open_platforms_are_named_at_start_up_and_a_missing_caller_number_is_logged(specs: SpecSet) -> None:
+    log: list[str] = []
+
+    async def body() -> None:
+        async with RecordingAI() as ai, bridge_server(specs, config_for(ai.url), log) as server:
+            # Twilio's way, but no caller_id parameter and no query string: nothing to give the AI
+            url = f"ws://127.0.0.1:{server.port}/ws-adapter/twilio/inbound/1/1/{NUMBER}"
+            sim = CallSim(specs, "twilio", url, speechlike(8000, 0.3), 8000, transcript=TWILIO_CALL, tail_s=0.1)
+            assert (await sim.run()).clean
+            await asyncio.sleep(0.1)
+
+    run(body)
+    events = [orjson.loads(line) for line in log]
+    (opened,) = [e for e in events if e["code"] in ("auth.open", "auth.open_route")]
+    assert "twilio" in opened["platforms"] and "genesys" in opened["platforms"]
+    (missing,) = [e for e in events if e["code"] == "call.no_caller_number"]
+    assert missing["level"] == "warning" and missing["call_id"]
+
+
+def test_nothing_is_said_to_be_open_when_every_platform_has_credentials(specs: SpecSet) -> None:
+    log: list[str] = []
+
+    async def body() -> None:
+        everyone = {name: Credentials(tokens=("t" * 20,)) for name in specs.providers}
+        async with RecordingAI() as ai, bridge_server(specs, replace(config_for(ai.url), platforms=everyone), log):
+            pass
+
+    run(body)
+    assert not [line for line in log if '"auth.open' in line]
