@@ -49,7 +49,8 @@ def test_public_url_and_trusted_proxies_rebuild_the_url() -> None:
     creds = Credentials(twilio_tokens=("tok",))
     url = "wss://public.example.com/prefix" + TARGET
     signature = {"X-Twilio-Signature": RequestValidator("tok").compute_signature(url, {})}
-    assert Gate({}, public_url="wss://public.example.com/prefix/").check("twilio", TWILIO, creds, _up(signature)) is None
+    behind = Gate({}, public_url="wss://public.example.com/prefix/")
+    assert behind.check("twilio", TWILIO, creds, _up(signature)) is None
     forwarded = {**signature, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "public.example.com"}
     proxied = Gate({}, trusted_proxies=_net("10.0.0.0/8"))
     # X-Forwarded-Host is believed from a trusted proxy only (and the prefix is not in it)
@@ -143,13 +144,15 @@ routes:
       path_secret: "${ROUTE_SECRET}"
 """)
     env = {"TW_PRIMARY": "tw-primary-7f3a", "TW_SECONDARY": "tw-secondary-91cc", "GK": "genesys-key-55d0",
-           "GS": base64.b64encode(b"s" * 32).decode(), "EXO_PW": "exo-pw-0b1e", "ROUTE_SECRET": "a-route-secret-of-24-chars"}
+           "GS": base64.b64encode(b"s" * 32).decode(), "EXO_PW": "exo-pw-0b1e",
+           "ROUTE_SECRET": "a-route-secret-of-24-chars"}
     config = load_config(path, env)
     assert config.platforms["twilio"].twilio_tokens == ("tw-primary-7f3a", "tw-secondary-91cc")
     assert config.platforms["genesys"].api_keys == (("genesys-key-55d0", b"s" * 32),)
     assert config.platforms["exotel"].basic == (("exo", "exo-pw-0b1e"),)
     assert config.platforms["exotel"].allow_from == _net("203.0.113.0/24")
-    assert config.route_auth(7, 1) is not None and config.route_auth(7, 1).path_secrets == ("a-route-secret-of-24-chars",)  # type: ignore[union-attr]
+    route = config.route_auth(7, 1)
+    assert route is not None and route.path_secrets == ("a-route-secret-of-24-chars",)
     assert config.route_auth(8, 1) is None
     assert config.tls is not None and config.tls.cert == tmp_path / "tls.crt"
     assert config.public_url == "wss://voice.example.com"

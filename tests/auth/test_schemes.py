@@ -183,7 +183,7 @@ def _signed(nonce: str, *, components: tuple[str, ...] = AUDIOHOOK.components, k
     signer = HTTPMessageSigner(signature_algorithm=algorithms.HMAC_SHA256,
                                key_resolver=MappingKeyResolver(public_keys={}, private_keys={keyid: DOC_SECRET}))
     signer.sign(message, key_id=keyid, nonce=nonce, label="sig1", covered_component_ids=components,
-                created=created or datetime.datetime.now(datetime.timezone.utc))
+                created=created or datetime.datetime.now(datetime.UTC))
     return {name.lower(): value for name, value in message.headers.items()}
 
 

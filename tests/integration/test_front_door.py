@@ -16,7 +16,6 @@ import secrets
 import ssl
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -100,12 +99,12 @@ def _genesys(url: str, *, nonce: str | None = None) -> dict[str, str]:
             }
 
     message = Message()
-    signer = HTTPMessageSigner(signature_algorithm=algorithms.HMAC_SHA256,
-                               key_resolver=MappingKeyResolver(public_keys={}, private_keys={GENESYS_KEY: GENESYS_SECRET}))
+    keys = MappingKeyResolver(public_keys={}, private_keys={GENESYS_KEY: GENESYS_SECRET})
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.HMAC_SHA256, key_resolver=keys)
     signer.sign(message, key_id=GENESYS_KEY, nonce=nonce or secrets.token_urlsafe(24), label="sig1",
                 covered_component_ids=("@request-target", "@authority", "audiohook-organization-id",
                                        "audiohook-session-id", "audiohook-correlation-id", "x-api-key"),
-                created=datetime.datetime.now(datetime.timezone.utc))
+                created=datetime.datetime.now(datetime.UTC))
     return {k: v for k, v in message.headers.items() if k != "Host"}
 
 
@@ -285,7 +284,7 @@ def test_tls_sent_to_a_plain_listener_is_logged_once_and_counted(specs: SpecSet)
             client = ssl.create_default_context()
             for _ in range(3):
                 with pytest.raises((ssl.SSLError, OSError, ConnectionError)):
-                    reader, writer = await asyncio.wait_for(
+                    _, writer = await asyncio.wait_for(
                         asyncio.open_connection("127.0.0.1", server.port, ssl=client), 5)
                     writer.close()
             assert _metric(server, "callbridge_tls_to_plain_listener_total") == 3
