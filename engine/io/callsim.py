@@ -73,7 +73,7 @@ class PlatformSpeaker:
             except UsageError:
                 return None
         # The example, with this message's own values written over it where the spec reads them.
-        varying = {k: v for k, v in values.items() if k in VARYING}
+        varying = {k: v for k, v in values.items() if k in VARYING or (k == "custom" and v)}
         fresh = orjson.loads(build_incoming(self.peer, event, varying))
         return orjson.dumps(_overlay(example, fresh)).decode()
 
