@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from engine.auth.credentials import LOOPBACK, Credentials, Network
+from engine.auth.credentials import CREDENTIAL_KEYS, LOOPBACK, Credentials, Network
 from engine.auth.signatures import decode_secret
 from engine.errors import Location, SpecError, SpecErrors
 from engine.language.validate import schema_errors
@@ -130,8 +130,9 @@ class Config:
         return None
 
     def check_specs(self, ai_names: Any, platform_names: Any = None) -> list[SpecError]:
-        """Located errors for routes (and the fallback) naming AI specs not in ``ai_names``, and
-        for ``platforms`` entries naming no platform spec in ``platform_names``."""
+        """Located errors for routes (and the fallback) naming AI specs not in ``ai_names``, and,
+        given the platform specs (``platform_names``: name to compiled spec), for ``platforms``
+        entries naming none or configuring a credential their platform cannot present."""
         known = sorted(ai_names)
         targets = [r.target for r in self.routes]
         if self.ai_failure.fallback is not None:
@@ -141,13 +142,23 @@ class Config:
             for t in targets
             if t.ai not in ai_names
         ]
-        if platform_names is not None:
-            errors += [
-                SpecError(creds.where, f"$.platforms.{name}", f"no platform spec {name!r} (known: "
-                          f"{', '.join(sorted(platform_names))})")
-                for name, creds in self.platforms.items()
-                if name not in platform_names
-            ]
+        if platform_names is None:
+            return errors
+        for name, creds in self.platforms.items():
+            if name not in platform_names:
+                names = ", ".join(sorted(platform_names))
+                message = f"no platform spec {name!r} (known: {names})"
+                errors.append(SpecError(creds.where, f"$.platforms.{name}", message))
+                continue
+            declared = {scheme.kind for scheme in getattr(platform_names[name], "auth", ())}
+            for kind in CREDENTIAL_KEYS:
+                if kind != "path_secret" and creds.for_scheme(kind) and kind not in declared:
+                    offered = ", ".join(sorted(declared)) or "none (use path_secret or allow_from)"
+                    errors.append(SpecError(
+                        creds.where,
+                        f"$.platforms.{name}.auth.{kind}",
+                        f"{name} cannot present {kind} on the upgrade (its spec declares: {offered})",
+                    ))
         return errors
 
 

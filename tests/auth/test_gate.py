@@ -186,3 +186,14 @@ def test_config_names_platforms_that_do_not_exist(tmp_path: Path) -> None:
     path = _write(tmp_path, "platforms:\n  twillio:\n    auth:\n      token: {token: x}\n")
     errors = load_config(path, {}).check_specs(["default"], ["twilio", "exotel"])
     assert len(errors) == 1 and "twillio" in str(errors[0]) and ":3:" in str(errors[0])
+
+
+def test_config_names_credentials_a_platform_cannot_present(tmp_path: Path) -> None:
+    from engine.language.loader import load_specs
+
+    specs = load_specs(Path(__file__).resolve().parents[2] / "specs")
+    path = _write(tmp_path, "platforms:\n  plivo:\n    auth:\n      token: {token: x}\n"
+                            "  twilio:\n    auth:\n      twilio_signature: {token: y}\n")
+    errors = load_config(path, {}).check_specs(specs.ai_providers, specs.providers)
+    assert [e.path for e in errors] == ["$.platforms.plivo.auth.token"]
+    assert "plivo cannot present token" in str(errors[0])
