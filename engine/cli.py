@@ -194,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--tail", type=float, default=1.0, help="seconds of silence before hanging up (default 1)")
     call.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE",
+        help="an upgrade header, as the platform sends its credential (repeatable), e.g. 'Authorization: Bearer T'",
+    )
+    call.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a custom parameter in the platform's start (Twilio <Parameter>), e.g. caller_id=+919701966915",
+    )
+    call.add_argument("--twilio-token", help="sign the upgrade as Twilio does (X-Twilio-Signature) with this token")
+    call.add_argument("--cafile", help="for wss://: trust this CA certificate (PEM) instead of the system's")
+    call.add_argument(
         "url",
         nargs="?",
         help="server URL (default: ws://127.0.0.1:8765/ws-adapter/"

@@ -487,6 +487,23 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+def _pair(text: str, sep: str, flag: str) -> tuple[str, str]:
+    name, found, value = text.partition(sep)
+    if not found or not name.strip():
+        raise UsageError(f"{flag} wants NAME{sep}VALUE, not {text!r}")
+    return name.strip(), value.strip()
+
+
+def twilio_signature(url: str, token: str) -> str:
+    """``X-Twilio-Signature`` for an upgrade to ``url``, as Twilio computes it (HMAC-SHA1 of the
+    URL, keyed by the account's auth token; a GET has no parameters to append)."""
+    import base64
+    import hashlib
+    import hmac
+
+    return base64.b64encode(hmac.new(token.encode(), url.encode(), hashlib.sha1).digest()).decode()
+
+
 def call_main(args: Any) -> int:
     """``callbridge call``: run one simulated call from parsed arguments and print its report.
 
@@ -503,6 +520,16 @@ def call_main(args: Any) -> int:
     else:
         rate = 8000
         audio = speechlike(rate, args.seconds)
+    headers = dict(_pair(text, ":", "--header") for text in getattr(args, "header", None) or [])
+    custom = dict(_pair(text, "=", "--param") for text in getattr(args, "param", None) or [])
+    token = getattr(args, "twilio_token", None)
+    if token:
+        headers["X-Twilio-Signature"] = twilio_signature(url, token)
+    context = None
+    if getattr(args, "cafile", None):
+        import ssl
+
+        context = ssl.create_default_context(cafile=args.cafile)
     sim = CallSim(
         specs,
         provider,
@@ -513,6 +540,9 @@ def call_main(args: Any) -> int:
         tail_s=args.tail,
         progress=sys.stderr.isatty(),
         transcript=Path(args.transcript) if args.transcript else None,
+        headers=headers,
+        ssl=context,
+        custom=custom,
     )
     report = _run(sim.run())
     if args.out:

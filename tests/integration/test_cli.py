@@ -83,3 +83,45 @@ def test_call_against_nothing_says_so(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("callbridge call: cannot connect") and "Traceback" not in done.stderr
 
+
+
+def test_call_signs_like_twilio_over_wss(tmp_path: Path) -> None:
+    """The operator's check of a front door: ``serve`` with TLS and a Twilio token; ``call``
+    signs with ``--twilio-token``, passes the caller as a <Parameter>, trusts the test CA."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(tmp_path / "tls.key")
+    (tmp_path / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    config = tmp_path / "callbridge.yaml"
+    config.write_text("listen: {host: 127.0.0.1, port: 0, tls: {cert: tls.crt, key: tls.key}}\n"
+                      "platforms:\n  twilio:\n    auth:\n      twilio_signature: {token: cli-test-token}\n")
+    server = ServeProcess(config)
+    try:
+        port = int(str(server.wait_for("server.listening")["port"]))
+        url = f"wss://127.0.0.1:{port}/ws-adapter/twilio/inbound/1/1/+14155550100"
+        base = [sys.executable, "-m", "engine", "call", "--provider", "twilio", "--seconds", "0.4", "--tail", "0.2",
+                "--cafile", str(tmp_path / "ca.pem")]
+        signed = subprocess.run([*base, "--twilio-token", "cli-test-token", "--param", "caller_id=+919701966915", url],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert signed.returncode == 0, signed.stdout + signed.stderr
+        unsigned = subprocess.run([*base, url], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert unsigned.returncode == 1 and "HTTP 401" in unsigned.stderr and "Traceback" not in unsigned.stderr
+        server.wait_for("auth.refused")
+        codes = [e.get("code") for e in server.seen]
+        assert "call.ended" in codes and "call.no_caller_number" not in codes  # the number came as the <Parameter>
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=20)
+
+
+def test_tls_flags_go_together() -> None:
+    done = subprocess.run([sys.executable, "-m", "engine", "serve", "--port", "0", "--tls-cert", "x.pem"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and "--tls-cert and --tls-key go together" in done.stderr
+    missing = subprocess.run([sys.executable, "-m", "engine", "serve", "--port", "0", "--tls-cert", "nope.pem",
+                              "--tls-key", "nope.key"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert missing.returncode == 1 and "nope.pem: no such file" in missing.stderr
+    assert "Traceback" not in done.stderr + missing.stderr
