@@ -180,6 +180,8 @@ def test_telnyx_reads_start_from_to_and_custom_parameters(specs: SpecSet) -> Non
         ("telnyx", [("token", "X-Telnyx-Streaming-Auth-Token", "")]),
     ],
 )
-def test_each_spec_declares_its_upgrade_auth(specs: SpecSet, provider: str, declared: list[tuple[str, str, str]]) -> None:
+def test_each_spec_declares_its_upgrade_auth(
+    specs: SpecSet, provider: str, declared: list[tuple[str, str, str]]
+) -> None:
     schemes = specs.providers[provider].auth
     assert [(s.kind, s.header, s.prefix) for s in schemes] == declared
